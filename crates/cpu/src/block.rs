@@ -1,0 +1,260 @@
+//! Decoded blocks: straight-line runs of decoded instructions, cached by the physical address
+//! of their first instruction, and found from a virtual pc through a small jump cache. Decoding
+//! once and replaying is what makes the interpreter fast; this is also the structure a binary
+//! translator would replace each block's ops with generated code in.
+
+use rustc_hash::FxHashMap;
+
+use crate::decode::decode;
+use crate::exec_int;
+use crate::hart::Hart;
+use crate::mmu::Access;
+use crate::op::Op;
+use crate::tlb::PAGE_TAG_MASK;
+
+/// Longest block, in instructions (blocks also end at page boundaries).
+const MAX_BLOCK: usize = 64;
+const JUMP_CACHE_SIZE: usize = 4096;
+/// Past this many blocks the whole cache is dropped and rebuilt from what runs next.
+const MAX_BLOCKS: usize = 1 << 18;
+
+pub(crate) struct Block {
+    pub ops: Box<[Op]>,
+    /// Real instructions in the block (the trailing `continue_at` op is not one).
+    pub insns: u32,
+}
+
+#[derive(Clone, Copy)]
+struct JumpEntry {
+    vpc: u64,
+    /// Cache generation and fetch mode; a mismatch is a miss.
+    tag: u32,
+    block: u32,
+}
+
+pub(crate) struct BlockCache {
+    blocks: Vec<Block>,
+    by_ppc: FxHashMap<u64, u32>,
+    /// Blocks by physical page, so a write to a page finds its blocks: (start address, id).
+    by_page: FxHashMap<u64, Vec<(u64, u32)>>,
+    free: Vec<u32>,
+    jump: Box<[JumpEntry]>,
+    generation: u32,
+    /// Holds an instruction that straddles two pages: it is decoded on every execution,
+    /// since it depends on two translations.
+    straddler: Block,
+}
+
+pub(crate) enum Lookup {
+    Cached(u32),
+    Straddler,
+}
+
+impl BlockCache {
+    pub fn new() -> BlockCache {
+        BlockCache {
+            blocks: Vec::new(),
+            by_ppc: FxHashMap::default(),
+            by_page: FxHashMap::default(),
+            free: Vec::new(),
+            jump: vec![
+                JumpEntry {
+                    vpc: 1,
+                    tag: 0,
+                    block: 0
+                };
+                JUMP_CACHE_SIZE
+            ]
+            .into_boxed_slice(),
+            generation: 1,
+            straddler: Block {
+                ops: Box::new([]),
+                insns: 0,
+            },
+        }
+    }
+
+    #[inline(always)]
+    pub fn get(&self, lookup: &Lookup) -> &Block {
+        match lookup {
+            Lookup::Cached(id) => &self.blocks[*id as usize],
+            Lookup::Straddler => &self.straddler,
+        }
+    }
+
+    /// Forgets every virtual-to-block mapping (translation changed).
+    pub fn flush_jump_cache(&mut self) {
+        self.generation = self.generation.wrapping_add(1) & 0x3fff_ffff;
+        if self.generation == 0 {
+            // Wrapped: old tags could match again, so clear for real.
+            self.jump.iter_mut().for_each(|e| e.vpc = 1);
+            self.generation = 1;
+        }
+    }
+
+    /// Finds (or decodes) the block at virtual `vpc`. `None` means fetching faulted and the
+    /// exception is recorded in the hart.
+    #[inline(always)]
+    pub fn lookup(&mut self, hart: &mut Hart, vpc: u64) -> Option<Lookup> {
+        let mode = hart.fetch_mode() as u32;
+        let tag = (self.generation << 2) | mode;
+        let slot = (vpc >> 1) as usize & (JUMP_CACHE_SIZE - 1);
+        let e = self.jump[slot];
+        if e.vpc == vpc && e.tag == tag {
+            return Some(Lookup::Cached(e.block));
+        }
+        self.lookup_slow(hart, vpc, slot, tag)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lookup_slow(&mut self, hart: &mut Hart, vpc: u64, slot: usize, tag: u32) -> Option<Lookup> {
+        hart.stats.block_lookups_missed += 1;
+        let ppc = fetch_translate(hart, vpc)?;
+        let id = match self.by_ppc.get(&ppc) {
+            Some(&id) => id,
+            None => match self.decode_block(hart, vpc, ppc)? {
+                Some(id) => id,
+                None => return Some(Lookup::Straddler),
+            },
+        };
+        self.jump[slot] = JumpEntry {
+            vpc,
+            tag,
+            block: id,
+        };
+        Some(Lookup::Cached(id))
+    }
+
+    /// Decodes the block starting at physical `ppc`. Returns `Ok(None)` when the first
+    /// instruction straddles a page boundary (then `self.straddler` holds it).
+    fn decode_block(&mut self, hart: &mut Hart, vpc: u64, ppc: u64) -> Option<Option<u32>> {
+        if self.blocks.len() - self.free.len() >= MAX_BLOCKS {
+            self.clear(hart);
+        }
+        hart.stats.blocks_decoded += 1;
+        let page = ppc & PAGE_TAG_MASK;
+        let mut ops = Vec::with_capacity(16);
+        let mut off = 0u64;
+        let mut ended = false;
+        loop {
+            let paddr = ppc + off;
+            let lo = hart.ram.load::<u16>(paddr)? as u32;
+            let (raw, len) = if lo & 3 != 3 {
+                (lo, 2)
+            } else if paddr & 0xfff == 0xffe {
+                // The upper half is on the next page.
+                if ops.is_empty() {
+                    return self.decode_straddler(hart, vpc, lo).map(|_| None);
+                }
+                break;
+            } else {
+                (lo | (hart.ram.load::<u16>(paddr + 2)? as u32) << 16, 4)
+            };
+            let mut d = decode(raw, len);
+            d.op.pc_off = off as u16;
+            d.op.idx = ops.len() as u8;
+            ops.push(d.op);
+            off += len as u64;
+            if d.ends_block {
+                ended = true;
+                break;
+            }
+            if ops.len() >= MAX_BLOCK || (ppc + off) & 0xfff == 0 {
+                break;
+            }
+        }
+        let insns = ops.len() as u32;
+        if !ended {
+            let mut cont = Op::new(exec_int::continue_at);
+            cont.imm = off as i64;
+            cont.pc_off = off as u16;
+            cont.idx = insns as u8;
+            ops.push(cont);
+        }
+        hart.mark_code_page(page);
+        let block = Block {
+            ops: ops.into_boxed_slice(),
+            insns,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.blocks[id as usize] = block;
+                id
+            }
+            None => {
+                self.blocks.push(block);
+                (self.blocks.len() - 1) as u32
+            }
+        };
+        self.by_ppc.insert(ppc, id);
+        self.by_page.entry(page).or_default().push((ppc, id));
+        Some(Some(id))
+    }
+
+    fn decode_straddler(&mut self, hart: &mut Hart, vpc: u64, lo: u32) -> Option<()> {
+        let next = vpc.wrapping_add(2);
+        let p2 = fetch_translate(hart, next)?;
+        let hi = hart.ram.load::<u16>(p2)? as u32;
+        let d = decode(lo | hi << 16, 4);
+        let mut ops = vec![d.op];
+        if !d.ends_block {
+            let mut cont = Op::new(exec_int::continue_at);
+            cont.imm = 4;
+            cont.pc_off = 4;
+            cont.idx = 1;
+            ops.push(cont);
+        }
+        self.straddler = Block {
+            ops: ops.into_boxed_slice(),
+            insns: 1,
+        };
+        Some(())
+    }
+
+    /// Drops the blocks decoded from physical page `page` (its memory was written).
+    pub fn invalidate_page(&mut self, page: u64) -> bool {
+        let Some(ids) = self.by_page.remove(&page) else {
+            return false;
+        };
+        {
+            for (ppc, id) in ids {
+                self.blocks[id as usize] = Block {
+                    ops: Box::new([]),
+                    insns: 0,
+                };
+                self.free.push(id);
+                self.by_ppc.remove(&ppc);
+            }
+            self.flush_jump_cache();
+        }
+        true
+    }
+
+    /// Drops every block.
+    pub fn clear(&mut self, hart: &mut Hart) {
+        self.blocks.clear();
+        self.by_ppc.clear();
+        self.by_page.clear();
+        self.free.clear();
+        hart.code_pages.iter_mut().for_each(|w| *w = 0);
+        self.flush_jump_cache();
+    }
+}
+
+/// Translates an instruction address; on failure records the fault in the hart. Instructions
+/// can only be fetched from RAM (there is no ROM on this board).
+fn fetch_translate(hart: &mut Hart, vpc: u64) -> Option<u64> {
+    let mode = hart.fetch_mode();
+    match hart.translate(vpc, Access::Fetch, mode) {
+        Ok(p) if hart.ram.contains(p, 2) => Some(p),
+        Ok(_) => {
+            hart.raise(Access::Fetch.access_fault(), vpc);
+            None
+        }
+        Err(c) => {
+            hart.raise(c, vpc);
+            None
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! keel's software RISC-V CPU.
+//!
+//! One [`Cpu`] is one hart: RV64IMAFDC with Zicsr, Zifencei, Zicntr and Sstc, the M, S and U
+//! privilege modes, traps with delegation, and Sv39/Sv48/Sv57 paging with a software TLB.
+//! Execution decodes each straight-line block once and replays the decoded ops; loads and
+//! stores hit host memory directly through the TLB's fast tags.
+//!
+//! The CPU knows nothing about devices: everything outside RAM is behind the [`Bus`] trait,
+//! interrupt wires arrive through [`HartSignals`], and SBI calls come back to the caller as
+//! [`Exit::Sbi`].
+
+mod block;
+mod bus;
+mod compressed;
+pub mod consts;
+mod cpu;
+mod csr;
+mod decode;
+mod exec_fp;
+mod exec_int;
+mod exec_mem;
+mod exec_sys;
+mod hart;
+mod mmu;
+mod op;
+mod signals;
+mod tlb;
+
+pub use bus::Bus;
+pub use cpu::{Cpu, Exit};
+pub use hart::{Hart, HartStats, Privilege};
+pub use signals::HartSignals;

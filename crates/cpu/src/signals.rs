@@ -1,0 +1,148 @@
+//! Inputs a hart receives from other threads: interrupt wires, the CLINT's `mtimecmp`, and
+//! requests from the VMM. Devices write here from any thread; the hart polls at block
+//! boundaries and sleeps here while it waits for an interrupt (WFI).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use crate::consts::irq;
+
+#[derive(Default)]
+pub struct HartSignals {
+    /// `mip` bits driven by wires: MEIP/SEIP from the PLIC, MSIP from the CLINT.
+    lines: AtomicU64,
+    /// The CLINT's `mtimecmp` for this hart; MTIP is pending while `time >= mtimecmp`.
+    mtimecmp: AtomicU64,
+    /// The VMM wants `run` to return (pause, stop, power-off).
+    exit_requested: AtomicBool,
+    /// Something changed that the hart should look at soon.
+    kicked: AtomicBool,
+    /// An SBI IPI arrived: SSIP must be set (software clears it, so it is not a wire).
+    ipi: AtomicBool,
+    /// An SBI remote fence arrived: cached translations must go.
+    fence: AtomicBool,
+    sleep_lock: Mutex<()>,
+    wakeup: Condvar,
+}
+
+impl HartSignals {
+    pub fn new() -> Self {
+        HartSignals {
+            mtimecmp: AtomicU64::new(u64::MAX),
+            ..Default::default()
+        }
+    }
+
+    /// Drives one interrupt wire (`bit` is a `mip` mask such as [`irq::SEIP`]).
+    pub fn set_line(&self, bit: u64, level: bool) {
+        debug_assert!(bit & !(irq::MEIP | irq::SEIP | irq::MSIP) == 0);
+        let old = if level {
+            self.lines.fetch_or(bit, Ordering::SeqCst)
+        } else {
+            self.lines.fetch_and(!bit, Ordering::SeqCst)
+        };
+        if (old & bit != 0) != level {
+            self.kick();
+        }
+    }
+
+    pub fn lines(&self) -> u64 {
+        self.lines.load(Ordering::Relaxed)
+    }
+
+    pub fn set_mtimecmp(&self, value: u64) {
+        self.mtimecmp.store(value, Ordering::SeqCst);
+        self.kick();
+    }
+
+    pub fn mtimecmp(&self) -> u64 {
+        self.mtimecmp.load(Ordering::Relaxed)
+    }
+
+    /// Makes a supervisor software interrupt pending on this hart (SBI IPI, from any thread).
+    pub fn post_ipi(&self) {
+        self.ipi.store(true, Ordering::SeqCst);
+        self.kick();
+    }
+
+    pub(crate) fn take_ipi(&self) -> bool {
+        self.ipi.load(Ordering::Relaxed) && self.ipi.swap(false, Ordering::SeqCst)
+    }
+
+    /// Makes this hart drop its cached translations before it runs on (SBI RFENCE).
+    pub fn post_fence(&self) {
+        self.fence.store(true, Ordering::SeqCst);
+        self.kick();
+    }
+
+    pub(crate) fn take_fence(&self) -> bool {
+        self.fence.load(Ordering::Relaxed) && self.fence.swap(false, Ordering::SeqCst)
+    }
+
+    /// Asks the hart to return from `run` at its next block boundary.
+    pub fn request_exit(&self) {
+        self.exit_requested.store(true, Ordering::SeqCst);
+        self.kick();
+    }
+
+    /// Clears a pending exit request; true if there was one.
+    pub fn take_exit_request(&self) -> bool {
+        self.exit_requested.swap(false, Ordering::SeqCst)
+    }
+
+    pub fn exit_requested(&self) -> bool {
+        self.exit_requested.load(Ordering::Relaxed)
+    }
+
+    /// Wakes the hart if it sleeps in WFI, and makes it re-check its inputs.
+    pub fn kick(&self) {
+        let _guard = self.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.kicked.store(true, Ordering::SeqCst);
+        self.wakeup.notify_all();
+    }
+
+    /// True (and cleared) if the hart was kicked since the last call.
+    pub fn take_kick(&self) -> bool {
+        self.kicked.swap(false, Ordering::SeqCst)
+    }
+
+    /// Sleeps until kicked or until `timeout` passes.
+    pub fn sleep(&self, timeout: Duration) {
+        let guard = self.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.kicked.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let _ = self.wakeup.wait_timeout(guard, timeout);
+        self.kicked.store(false, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    #[test]
+    fn kick_wakes_a_sleeping_hart() {
+        let s = Arc::new(HartSignals::new());
+        let s2 = s.clone();
+        let t = Instant::now();
+        let sleeper = std::thread::spawn(move || s2.sleep(Duration::from_secs(30)));
+        // The sleeper may not be waiting yet; a kick before the wait is remembered.
+        s.set_line(irq::SEIP, true);
+        sleeper.join().unwrap();
+        assert!(t.elapsed() < Duration::from_secs(10));
+        assert_eq!(s.lines(), irq::SEIP);
+    }
+
+    #[test]
+    fn lines_set_and_clear_independently() {
+        let s = HartSignals::new();
+        s.set_line(irq::MEIP, true);
+        s.set_line(irq::MSIP, true);
+        s.set_line(irq::MEIP, false);
+        assert_eq!(s.lines(), irq::MSIP);
+    }
+}

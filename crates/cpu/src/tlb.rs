@@ -1,0 +1,129 @@
+//! The software TLB: one set of entries per translation context, each entry caching a 4 KiB
+//! virtual page's translation, plus "fast tags" that let the load/store fast path reach host
+//! memory with one compare (the layout QEMU's softmmu made popular).
+
+/// Translation contexts. S-mode with SUM=1 gets its own set so toggling SUM (Linux does it
+/// around every user copy) needs no flush.
+pub(crate) const MODE_M: usize = 0;
+pub(crate) const MODE_S: usize = 1;
+pub(crate) const MODE_S_SUM: usize = 2;
+pub(crate) const MODE_U: usize = 3;
+pub(crate) const MODES: usize = 4;
+
+pub(crate) const TLB_BITS: u32 = 8;
+pub(crate) const TLB_SIZE: usize = 1 << TLB_BITS;
+
+/// Tag value that never matches: fast-path keys have their low 12 bits below 8.
+pub(crate) const INVALID: u64 = u64::MAX;
+/// Keeps the page number of an address in a fast-path key.
+pub(crate) const PAGE_TAG_MASK: u64 = !0xfff;
+
+pub(crate) const PERM_R: u8 = 1;
+pub(crate) const PERM_W: u8 = 2;
+pub(crate) const PERM_X: u8 = 4;
+
+/// What the load/store fast path reads: tags are the virtual page address when the access
+/// may go straight to RAM at `vaddr + addend`, and [`INVALID`] otherwise.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) struct FastEntry {
+    pub read: u64,
+    pub write: u64,
+    pub addend: usize,
+}
+
+/// The full translation, used by the slow path (device pages, A/D updates, code pages).
+#[derive(Clone, Copy)]
+pub(crate) struct Entry {
+    pub vpage: u64,
+    pub ppage: u64,
+    pub perm: u8,
+    /// Mask of the address bits shared by the whole (super)page the PTE mapped, so a
+    /// per-address SFENCE.VMA finds every 4 KiB piece of a superpage.
+    pub span_mask: u64,
+}
+
+const FAST_INVALID: FastEntry = FastEntry {
+    read: INVALID,
+    write: INVALID,
+    addend: 0,
+};
+const ENTRY_INVALID: Entry = Entry {
+    vpage: INVALID,
+    ppage: 0,
+    perm: 0,
+    span_mask: 0,
+};
+
+pub(crate) struct Tlb {
+    pub fast: [[FastEntry; TLB_SIZE]; MODES],
+    pub entries: [[Entry; TLB_SIZE]; MODES],
+}
+
+#[inline(always)]
+pub(crate) fn index(vaddr: u64) -> usize {
+    (vaddr >> 12) as usize & (TLB_SIZE - 1)
+}
+
+impl Tlb {
+    pub fn new() -> Box<Tlb> {
+        Box::new(Tlb {
+            fast: [[FAST_INVALID; TLB_SIZE]; MODES],
+            entries: [[ENTRY_INVALID; TLB_SIZE]; MODES],
+        })
+    }
+
+    pub fn flush_all(&mut self) {
+        for mode in 0..MODES {
+            self.flush_mode(mode);
+        }
+    }
+
+    /// Drops every translation that depends on `satp` (all but M-mode's identity map).
+    pub fn flush_translated(&mut self) {
+        for mode in [MODE_S, MODE_S_SUM, MODE_U] {
+            self.flush_mode(mode);
+        }
+    }
+
+    fn flush_mode(&mut self, mode: usize) {
+        self.fast[mode] = [FAST_INVALID; TLB_SIZE];
+        self.entries[mode] = [ENTRY_INVALID; TLB_SIZE];
+    }
+
+    /// SFENCE.VMA with an address: drop the translations of every page that `vaddr`'s
+    /// (super)page covers, in all translated contexts (privileged spec §4.2.1).
+    pub fn flush_address(&mut self, vaddr: u64) {
+        for mode in [MODE_S, MODE_S_SUM, MODE_U] {
+            for i in 0..TLB_SIZE {
+                let e = &self.entries[mode][i];
+                if e.vpage != INVALID && (e.vpage ^ vaddr) & e.span_mask == 0 {
+                    self.entries[mode][i] = ENTRY_INVALID;
+                    self.fast[mode][i] = FAST_INVALID;
+                }
+            }
+        }
+    }
+
+    /// Stops fast-path stores into physical page `ppage` (it now holds decoded code).
+    pub fn protect_code_page(&mut self, ppage: u64) {
+        for mode in 0..MODES {
+            for i in 0..TLB_SIZE {
+                if self.entries[mode][i].ppage == ppage {
+                    self.fast[mode][i].write = INVALID;
+                }
+            }
+        }
+    }
+
+    pub fn lookup(&self, mode: usize, vaddr: u64) -> Option<&Entry> {
+        let e = &self.entries[mode][index(vaddr)];
+        (e.vpage == vaddr & PAGE_TAG_MASK).then_some(e)
+    }
+
+    pub fn insert(&mut self, mode: usize, entry: Entry, fast: FastEntry) {
+        let i = index(entry.vpage);
+        self.entries[mode][i] = entry;
+        self.fast[mode][i] = fast;
+    }
+}

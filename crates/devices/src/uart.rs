@@ -1,0 +1,444 @@
+//! The 16550A UART (`ns16550a`, one-byte registers at offsets 0..=7, `reg-shift = 0`), built
+//! on `vm_superio::Serial` for the registers, divisor latch, loopback, line status, receive
+//! FIFO and transmit path.
+//!
+//! # Interrupt output
+//! On a 16550 the INTR pin is a level: it is high while any enabled interrupt condition is
+//! pending (16550D datasheet, "Interrupt Identification Register" table and INTR pin). Linux's
+//! 8250 driver is written for such a line, so this device drives a *level* PLIC source and
+//! ignores `vm-superio`'s `Trigger` (which only reports new events, and whose IIR read clears
+//! every condition at once, also the receive one while data is still waiting). Instead the
+//! interrupt conditions are derived here from the register state after every access:
+//!
+//! * receive (RDA): IER bit 0 set and the FIFO holds data (LSR.DR). It stays asserted until
+//!   the FIFO is drained, like the real part's RDA + character-timeout pair, so input can
+//!   never sit unnoticed: not after an IIR read, not after IER is masked and restored (the
+//!   8250 console does that around every printk), not when more than one FIFO-full arrives.
+//! * transmit (THRE): set when THR is written or IER is written with bit 1 set (the
+//!   transmitter is always idle here, so THR is empty again at once), cleared by an IIR read
+//!   that reports it (datasheet: "reading the IIR, if THRE is the interrupt source"). Linux's
+//!   start-up THRE test (write IER.THRI, read IIR, twice) thus sees THRE both times.
+//!
+//! IIR is computed from those two conditions, highest priority first (RDA, then THRE).
+//! With the PLIC's level gateway, a condition still pending at completion re-pends, so the
+//! driver's "read at most 256 bytes per interrupt" loop cannot stall.
+//!
+//! # Input
+//! [`Uart::push_input`] queues host bytes without limit; they move into the 64-byte FIFO as
+//! it drains (after each RBR or LSR read, and on push), so no byte is ever dropped. FCR
+//! writes, FIFO resets included, are ignored (as `vm-superio` does): typed-ahead input
+//! survives the driver's start-up.
+//!
+//! # Output
+//! Bytes written to THR go to the sink given at construction; `vm-superio` writes and flushes
+//! each byte, so interactive consoles see output at once.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use vm_superio::serial::NoEvents;
+use vm_superio::{Serial, Trigger};
+
+use crate::{lock, IrqLine, MmioDevice};
+
+/// Size of the UART's MMIO window on QEMU `virt`.
+pub const UART_SIZE: u64 = 0x100;
+/// The input clock the device tree announces (`clock-frequency`), as on QEMU `virt`.
+pub const UART_CLOCK_HZ: u32 = 3_686_400;
+
+const RBR_THR: u64 = 0;
+const IER: u64 = 1;
+const IIR_FCR: u64 = 2;
+const LCR: u64 = 3;
+const LSR: u64 = 5;
+
+const IER_RDI: u8 = 0x01;
+const IER_THRI: u8 = 0x02;
+const IER_VALID: u8 = 0x0f;
+const IIR_NO_INT: u8 = 0x01;
+const IIR_THRI: u8 = 0x02;
+const IIR_RDI: u8 = 0x04;
+/// IIR bits 7:6 say "FIFOs enabled"; Linux identifies a 16550A by them.
+const IIR_FIFO: u8 = 0xc0;
+const LCR_DLAB: u8 = 0x80;
+const LSR_DR: u8 = 0x01;
+
+/// `vm-superio`'s interrupt hook, unused: the level is derived from registers (see above).
+struct NoTrigger;
+
+impl Trigger for NoTrigger {
+    type E = Infallible;
+    fn trigger(&self) -> Result<(), Infallible> {
+        Ok(())
+    }
+}
+
+struct Inner {
+    serial: Serial<NoTrigger, NoEvents, Box<dyn Write + Send>>,
+    /// Host input not yet in the FIFO.
+    input: VecDeque<u8>,
+    /// Shadow of IER: `vm-superio` answers offset 1 with the divisor latch while DLAB is set.
+    ier: u8,
+    /// THRE interrupt condition (see the module docs).
+    thre: bool,
+    /// The level last driven on the interrupt line.
+    level: bool,
+}
+
+impl Inner {
+    fn dlab(&mut self) -> bool {
+        self.serial.read(LCR as u8) & LCR_DLAB != 0
+    }
+
+    fn rx_pending(&mut self) -> bool {
+        self.ier & IER_RDI != 0 && self.serial.read(LSR as u8) & LSR_DR != 0
+    }
+
+    fn iir_id(&mut self) -> u8 {
+        if self.rx_pending() {
+            IIR_RDI
+        } else if self.ier & IER_THRI != 0 && self.thre {
+            IIR_THRI
+        } else {
+            IIR_NO_INT
+        }
+    }
+
+    /// Moves queued host input into the FIFO while it has room.
+    fn top_up(&mut self) {
+        while !self.input.is_empty() && self.serial.fifo_capacity() > 0 {
+            let n = self.input.len().min(self.serial.fifo_capacity());
+            let chunk = &self.input.make_contiguous()[..n];
+            match self.serial.enqueue_raw_bytes(chunk) {
+                Ok(k) if k > 0 => {
+                    self.input.drain(..k);
+                }
+                // Loopback mode accepts no external input: keep it queued for later.
+                _ => break,
+            }
+        }
+    }
+
+    fn update_irq(&mut self, line: &dyn IrqLine) {
+        let level = self.iir_id() != IIR_NO_INT;
+        if level != self.level {
+            self.level = level;
+            line.set_level(level);
+        }
+    }
+
+    fn read(&mut self, offset: u64) -> u8 {
+        match offset {
+            RBR_THR if !self.dlab() => {
+                let b = self.serial.read(RBR_THR as u8);
+                self.top_up();
+                b
+            }
+            IER if !self.dlab() => self.ier,
+            IIR_FCR => {
+                let id = self.iir_id();
+                if id == IIR_THRI {
+                    self.thre = false;
+                }
+                IIR_FIFO | id
+            }
+            LSR => {
+                self.top_up();
+                self.serial.read(LSR as u8)
+            }
+            0..=7 => self.serial.read(offset as u8),
+            _ => 0,
+        }
+    }
+
+    fn write(&mut self, offset: u64, value: u8) {
+        match offset {
+            RBR_THR if !self.dlab() => {
+                // A lost byte (sink error) is not the guest's problem: the transmitter still
+                // empties, as on a UART whose cable is unplugged.
+                let _ = self.serial.write(RBR_THR as u8, value);
+                self.thre = true;
+            }
+            IER if !self.dlab() => {
+                self.ier = value & IER_VALID;
+                let _ = self.serial.write(IER as u8, value);
+                self.thre = self.ier & IER_THRI != 0;
+            }
+            0..=7 => {
+                let _ = self.serial.write(offset as u8, value);
+                // Leaving loopback mode lets queued host input flow again.
+                self.top_up();
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The UART. Its interrupt output is a level line (see the module docs).
+pub struct Uart {
+    inner: Mutex<Inner>,
+    irq: Arc<dyn IrqLine>,
+}
+
+impl Uart {
+    /// A UART in its reset state writing guest output to `out` and driving `irq`.
+    pub fn new(irq: Arc<dyn IrqLine>, out: Box<dyn Write + Send>) -> Self {
+        Uart {
+            inner: Mutex::new(Inner {
+                serial: Serial::new(NoTrigger, out),
+                input: VecDeque::new(),
+                ier: 0,
+                thre: false,
+                level: false,
+            }),
+            irq,
+        }
+    }
+
+    /// Queues host input (keyboard, a pipe) for the guest. Never drops bytes: what does not
+    /// fit in the 64-byte FIFO waits here until the guest reads.
+    pub fn push_input(&self, bytes: &[u8]) {
+        let mut s = lock(&self.inner);
+        s.input.extend(bytes);
+        s.top_up();
+        s.update_irq(&*self.irq);
+    }
+
+    /// Bytes waiting for the guest, in the FIFO and in the host-side queue.
+    pub fn input_backlog(&self) -> usize {
+        let s = lock(&self.inner);
+        s.input.len() + (64 - s.serial.fifo_capacity())
+    }
+}
+
+impl MmioDevice for Uart {
+    /// Registers are one byte wide; a wider access acts on the register at `offset` with the
+    /// low byte (as QEMU's does), so careless bare-metal code still works.
+    fn read(&self, offset: u64, _size: u8) -> u64 {
+        let mut s = lock(&self.inner);
+        let v = s.read(offset);
+        s.update_irq(&*self.irq);
+        u64::from(v)
+    }
+
+    fn write(&self, offset: u64, _size: u8, value: u64) {
+        let mut s = lock(&self.inner);
+        s.write(offset, value as u8);
+        s.update_irq(&*self.irq);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::MockLine;
+
+    const MCR: u64 = 4;
+
+    /// A sink the test can look into.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<(Vec<u8>, usize)>>);
+
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().0.extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.0.lock().unwrap().1 += 1;
+            Ok(())
+        }
+    }
+
+    fn setup() -> (Uart, Arc<MockLine>, Sink) {
+        let line = Arc::new(MockLine::default());
+        let sink = Sink::default();
+        (Uart::new(line.clone(), Box::new(sink.clone())), line, sink)
+    }
+
+    fn drain(u: &Uart) -> Vec<u8> {
+        let mut got = vec![];
+        while u.read(LSR, 1) as u8 & LSR_DR != 0 {
+            got.push(u.read(RBR_THR, 1) as u8);
+        }
+        got
+    }
+
+    #[test]
+    fn output_reaches_the_sink_and_is_flushed() {
+        let (u, line, sink) = setup();
+        for &b in b"hello\n" {
+            u.write(RBR_THR, 1, b as u64);
+        }
+        let (bytes, flushes) = sink.0.lock().unwrap().clone();
+        assert_eq!(bytes, b"hello\n");
+        assert!(flushes >= 1);
+        assert!(!line.level(), "no interrupt enabled");
+    }
+
+    #[test]
+    fn reset_register_values() {
+        let (u, _, _) = setup();
+        assert_eq!(u.read(IIR_FCR, 1), 0xc1);
+        // THRE and TEMT: the transmitter is idle.
+        assert_eq!(u.read(LSR, 1), 0x60);
+        assert_eq!(u.read(IER, 1), 0);
+    }
+
+    #[test]
+    fn input_beyond_the_fifo_is_never_dropped() {
+        let (u, _, _) = setup();
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        u.push_input(&data[..300]);
+        assert_eq!(u.input_backlog(), 300);
+        let mut got = vec![];
+        // Interleave reads with more input arriving.
+        for _ in 0..10 {
+            got.push(u.read(RBR_THR, 1) as u8);
+        }
+        u.push_input(&data[300..]);
+        got.extend(drain(&u));
+        assert_eq!(got, data);
+        assert_eq!(u.input_backlog(), 0);
+    }
+
+    #[test]
+    fn rx_interrupt_stays_up_until_the_fifo_is_drained() {
+        let (u, line, _) = setup();
+        u.write(IER, 1, IER_RDI as u64);
+        assert!(!line.level());
+        u.push_input(&[b'x'; 200]);
+        assert!(line.level());
+        // Linux's handler: read IIR, then LSR, then up to 256 characters.
+        assert_eq!(u.read(IIR_FCR, 1), 0xc4);
+        assert_eq!(
+            u.read(IIR_FCR, 1),
+            0xc4,
+            "an IIR read does not hide waiting data"
+        );
+        assert_eq!(u.read(LSR, 1) as u8 & LSR_DR, 1);
+        for _ in 0..100 {
+            u.read(RBR_THR, 1);
+        }
+        assert!(line.level(), "100 bytes still waiting");
+        assert_eq!(drain(&u).len(), 100);
+        assert!(!line.level());
+        assert_eq!(u.read(IIR_FCR, 1), 0xc1);
+    }
+
+    #[test]
+    fn masking_ier_holds_the_rx_interrupt_and_restoring_raises_it() {
+        let (u, line, _) = setup();
+        u.write(IER, 1, IER_RDI as u64);
+        // The 8250 console write: IER = 0, print, restore IER.
+        u.write(IER, 1, 0);
+        u.push_input(b"k");
+        assert!(!line.level());
+        assert_eq!(u.read(IIR_FCR, 1), 0xc1);
+        u.write(IER, 1, IER_RDI as u64);
+        assert!(line.level());
+        assert_eq!(drain(&u), b"k");
+        assert!(!line.level());
+    }
+
+    #[test]
+    fn thre_interrupt_follows_the_16550_rules() {
+        let (u, line, sink) = setup();
+        // Linux's serial8250_do_startup THRE test: both IIR reads must report THRE.
+        u.write(IER, 1, IER_THRI as u64);
+        assert!(line.level());
+        assert_eq!(u.read(IIR_FCR, 1), 0xc2);
+        assert!(!line.level(), "the IIR read acknowledged THRE");
+        u.write(IER, 1, 0);
+        u.write(IER, 1, IER_THRI as u64);
+        assert_eq!(u.read(IIR_FCR, 1), 0xc2);
+        assert_eq!(u.read(IIR_FCR, 1), 0xc1);
+        // Transmit from the handler: each THR write re-arms THRE.
+        u.write(RBR_THR, 1, b'a' as u64);
+        assert!(line.level());
+        // Stop transmitting: clearing IER.THRI drops the line.
+        u.write(IER, 1, IER_RDI as u64);
+        assert!(!line.level());
+        assert_eq!(sink.0.lock().unwrap().0, b"a");
+        // RDA has priority over THRE in IIR.
+        u.write(IER, 1, (IER_RDI | IER_THRI) as u64);
+        u.push_input(b"z");
+        assert_eq!(u.read(IIR_FCR, 1), 0xc4);
+        assert_eq!(u.read(RBR_THR, 1), b'z' as u64);
+        assert_eq!(u.read(IIR_FCR, 1), 0xc2);
+    }
+
+    #[test]
+    fn divisor_latch_does_not_disturb_ier() {
+        let (u, line, sink) = setup();
+        u.write(IER, 1, IER_RDI as u64);
+        u.write(LCR, 1, 0x83);
+        u.write(RBR_THR, 1, 0x01);
+        u.write(IER, 1, 0x00);
+        assert_eq!(u.read(RBR_THR, 1), 0x01);
+        assert_eq!(u.read(IER, 1), 0x00);
+        u.write(LCR, 1, 0x03);
+        assert_eq!(u.read(IER, 1), IER_RDI as u64);
+        assert!(
+            sink.0.lock().unwrap().0.is_empty(),
+            "divisor writes are not output"
+        );
+        u.push_input(b"q");
+        assert!(line.level());
+    }
+
+    /// The Linux 8250 interrupt path end to end through a real PLIC: more input than one
+    /// handler run takes (256 bytes) must still all arrive, with the line dropping at the end.
+    #[test]
+    fn linux_style_rx_through_the_plic_never_stalls() {
+        use crate::Plic;
+        let (m, s) = (Arc::new(MockLine::default()), Arc::new(MockLine::default()));
+        let plic = Arc::new(Plic::new(vec![m.clone(), s.clone()]).unwrap());
+        let u = Uart::new(plic.source(10), Box::new(std::io::sink()));
+        plic.write(4 * 10, 4, 1); // priority
+        plic.write(0x2080, 4, 1 << 10); // enable for hart 0 S-mode
+        u.write(IER, 1, IER_RDI as u64);
+        let data: Vec<u8> = (0..700u32).map(|i| i as u8).collect();
+        u.push_input(&data);
+        let mut got = vec![];
+        let mut runs = 0;
+        while s.level() {
+            runs += 1;
+            assert!(runs < 10, "interrupt storm");
+            let irq = plic.read(0x20_1004, 4) as u32;
+            assert_eq!(irq, 10);
+            assert_ne!(
+                u.read(IIR_FCR, 1) as u8 & IIR_NO_INT,
+                IIR_NO_INT,
+                "spurious"
+            );
+            let mut lsr = u.read(LSR, 1) as u8;
+            for _ in 0..256 {
+                if lsr & LSR_DR == 0 {
+                    break;
+                }
+                got.push(u.read(RBR_THR, 1) as u8);
+                lsr = u.read(LSR, 1) as u8;
+            }
+            plic.write(0x20_1004, 4, irq as u64);
+        }
+        assert_eq!(got, data);
+        assert_eq!(runs, 3);
+        assert_eq!(s.rises(), 3);
+        assert!(!m.level());
+    }
+
+    #[test]
+    fn loopback_keeps_host_input_queued() {
+        let (u, _, sink) = setup();
+        u.write(MCR, 1, 0x10);
+        u.push_input(b"host");
+        u.write(RBR_THR, 1, b'L' as u64);
+        assert_eq!(drain(&u), b"L");
+        assert!(sink.0.lock().unwrap().0.is_empty());
+        u.write(MCR, 1, 0x08);
+        assert_eq!(drain(&u), b"host");
+    }
+}

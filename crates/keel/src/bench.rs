@@ -1,0 +1,187 @@
+//! `keel bench`: keel and QEMU run the same kernel, initrd and command line in one session,
+//! several times each; the figures are medians.
+
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use crate::image;
+use crate::run::DEFAULT_CMDLINE;
+
+#[derive(clap::Subcommand)]
+pub enum BenchCommand {
+    /// Boot to power-off: the guest runs `true` and powers off.
+    Boot {
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+    /// A CPU-bound guest command: sha256sum of 64 MiB from /dev/zero, timed inside the guest.
+    Cpu {
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+}
+
+const QEMU: &str = "qemu-system-riscv64";
+
+/// Turns a run's stdout and wall-clock seconds into the figure a benchmark reports.
+type Measure = fn(&str, f64) -> Result<f64>;
+const MEMORY_MIB: u64 = 256;
+/// The CPU benchmark's guest command: prints the seconds the hashing took, by the guest clock.
+const CPU_SCRIPT: &str = "read a b </proc/uptime; dd if=/dev/zero bs=1M count=64 2>/dev/null | sha256sum >/dev/null; read c d </proc/uptime; echo \"elapsed $a $c\"";
+
+pub fn bench(cmd: BenchCommand) -> Result<ExitCode> {
+    let image = image::default_image()?;
+    which(QEMU).with_context(|| {
+        format!("{QEMU} is needed for the side-by-side figures: install Debian's qemu-system-misc")
+    })?;
+    let (runs, args, measure): (usize, Vec<String>, Measure) = match cmd {
+        BenchCommand::Boot { runs } => (runs, vec!["true".into()], |_, wall| Ok(wall)),
+        BenchCommand::Cpu { runs } => (
+            runs,
+            vec!["sh".into(), "-c".into(), CPU_SCRIPT.into()],
+            |out, _| guest_elapsed(out),
+        ),
+    };
+    if runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let cmdline = format!(
+        "{DEFAULT_CMDLINE} loglevel=1 {}",
+        keel_guest::command_param(&args)
+    );
+    let keel_exe = std::env::current_exe().context("cannot find keel's own executable")?;
+    let kernel = image.kernel.to_string_lossy().into_owned();
+    let initrd = image.initrd.to_string_lossy().into_owned();
+    let memory = MEMORY_MIB.to_string();
+    let keel_cmd = |c: &mut Command| {
+        c.arg("run").args([
+            "--kernel",
+            &kernel,
+            "--initrd",
+            &initrd,
+            "--memory",
+            &memory,
+            "--cmdline",
+            &cmdline,
+        ]);
+    };
+    let qemu_cmd = |c: &mut Command| {
+        c.args([
+            "-M",
+            "virt",
+            "-m",
+            &memory,
+            "-smp",
+            "1",
+            "-nographic",
+            "-no-reboot",
+        ])
+        .args(["-kernel", &kernel, "-initrd", &initrd, "-append", &cmdline]);
+    };
+    println!(
+        "guest: {} (kernel {}), {MEMORY_MIB} MiB, 1 vCPU",
+        image.kernel.display(),
+        image.kernel_version
+    );
+    println!("cmdline: {cmdline}");
+    let mut keel_times = Vec::new();
+    let mut qemu_times = Vec::new();
+    // Alternate, so slow drifts of the machine affect both alike.
+    for i in 0..runs {
+        let k = time_run("keel", keel_exe.as_os_str(), keel_cmd, measure)?;
+        let q = time_run("qemu", QEMU.as_ref(), qemu_cmd, measure)?;
+        println!("run {}: keel {k:.3} s, qemu {q:.3} s", i + 1);
+        keel_times.push(k);
+        qemu_times.push(q);
+    }
+    let (k, q) = (median(&mut keel_times), median(&mut qemu_times));
+    println!("keel median: {k:.3} s");
+    println!("qemu median: {q:.3} s");
+    println!("ratio keel/qemu: {:.2}", k / q);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn time_run(
+    name: &str,
+    program: &std::ffi::OsStr,
+    setup: impl Fn(&mut Command),
+    measure: Measure,
+) -> Result<f64> {
+    let mut cmd = Command::new(program);
+    setup(&mut cmd);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start {name}"))?;
+    let wall = start.elapsed().as_secs_f64();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "{name} failed ({}):\n{}{}",
+            out.status,
+            tail(&stdout),
+            tail(&String::from_utf8_lossy(&out.stderr))
+        );
+    }
+    measure(&stdout, wall).with_context(|| format!("{name}'s output:\n{}", tail(&stdout)))
+}
+
+/// The guest-side seconds from the CPU script's `elapsed START END` line (/proc/uptime).
+fn guest_elapsed(out: &str) -> Result<f64> {
+    let line = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("elapsed "))
+        .context("no `elapsed` line")?;
+    let mut it = line.split_whitespace().map(str::parse::<f64>);
+    match (it.next(), it.next()) {
+        (Some(Ok(a)), Some(Ok(b))) => Ok(b - a),
+        _ => bail!("malformed `elapsed` line: {line}"),
+    }
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    let start = lines.len().saturating_sub(20);
+    lines[start..].iter().map(|l| format!("  {l}\n")).collect()
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn which(program: &str) -> Result<()> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|d| d.join(program).is_file()) {
+        Ok(())
+    } else {
+        bail!("{program} not found in PATH")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn guest_elapsed_reads_the_uptime_pair() {
+        assert!((guest_elapsed("x\nelapsed 1.50 4.25\n").unwrap() - 2.75).abs() < 1e-9);
+        assert!(guest_elapsed("nothing\n").is_err());
+    }
+}

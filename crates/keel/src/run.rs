@@ -1,0 +1,118 @@
+//! `keel run`: boot a VM in the foreground.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use keel_machine::{Firmware, MachineConfig};
+use keel_vmm::{terminal::RawMode, Console, Outcome, VmFile};
+
+use crate::image;
+
+/// The kernel command line when neither the VM file nor `--cmdline` gives one.
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 panic=-1 quiet";
+pub const DEFAULT_MEMORY_MIB: u64 = 256;
+/// Added in command mode so kernel messages stay off the command's output (only a panic,
+/// at KERN_EMERG, still shows).
+const COMMAND_LOGLEVEL: &str = "loglevel=1";
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// A VM file (TOML) describing the VM; the flags below override its values.
+    pub vmfile: Option<PathBuf>,
+    /// Kernel: a RISC-V Linux Image, or an ELF (default: the default guest image's kernel).
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// Initial RAM disk (default: the default guest image's initramfs).
+    #[arg(long)]
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line [default: "console=ttyS0 panic=-1 quiet"].
+    #[arg(long)]
+    pub cmdline: Option<String>,
+    /// Guest RAM in MiB [default: 256].
+    #[arg(long, value_name = "MIB")]
+    pub memory: Option<u64>,
+    /// Number of vCPUs [default: 1].
+    #[arg(long)]
+    pub vcpus: Option<u32>,
+    /// What runs first: "sbi" (keel's built-in SBI, the default), "none" (a bare-metal ELF in
+    /// M-mode), or the path of M-mode firmware such as OpenSBI's fw_dynamic.bin.
+    #[arg(long, value_name = "sbi|none|PATH")]
+    pub firmware: Option<String>,
+    /// In command mode, show the kernel's messages too.
+    #[arg(long)]
+    pub kernel_log: bool,
+    /// Command to run in the guest; keel exits with its status.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// Turns the VM file and flags into a machine configuration.
+pub fn machine_config(args: &RunArgs) -> Result<MachineConfig> {
+    let mut vm = match &args.vmfile {
+        Some(path) => VmFile::load(path)?,
+        None => VmFile::default(),
+    };
+    let flags = VmFile {
+        vcpus: args.vcpus,
+        memory: args.memory,
+        kernel: args.kernel.clone(),
+        initrd: args.initrd.clone(),
+        cmdline: args.cmdline.clone(),
+        firmware: args.firmware.clone(),
+    };
+    flags.validate("command line")?;
+    vm.merge(flags);
+    let firmware = vm.firmware();
+    let (kernel, initrd) = match (vm.kernel.clone(), firmware == Firmware::None) {
+        (Some(k), _) => (k, vm.initrd.clone()),
+        (None, true) => {
+            bail!("firmware \"none\" runs a bare-metal program: give it with --kernel PROGRAM.elf")
+        }
+        (None, false) => {
+            let img = image::default_image()?;
+            (img.kernel, vm.initrd.clone().or(Some(img.initrd)))
+        }
+    };
+    let mut cmdline = vm
+        .cmdline
+        .clone()
+        .unwrap_or_else(|| DEFAULT_CMDLINE.to_string());
+    if !args.command.is_empty() {
+        if !args.kernel_log {
+            cmdline.push(' ');
+            cmdline.push_str(COMMAND_LOGLEVEL);
+        }
+        cmdline.push(' ');
+        cmdline.push_str(&keel_guest::command_param(&args.command));
+    }
+    Ok(MachineConfig {
+        vcpus: vm.vcpus.unwrap_or(1),
+        memory_mib: vm.memory.unwrap_or(DEFAULT_MEMORY_MIB),
+        kernel,
+        initrd,
+        cmdline,
+        firmware,
+    })
+}
+
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let config = machine_config(&args)?;
+    let console = Console::new(Box::new(std::io::stdout()));
+    let interactive = args.command.is_empty() && std::io::stdin().is_terminal();
+    // An interactive console gets the raw terminal and the Ctrl-A escape; otherwise stdin is
+    // passed through as it comes (and Ctrl-C stops keel as usual).
+    let raw = if interactive {
+        Some(RawMode::enable()?)
+    } else {
+        None
+    };
+    console.forward_input(Box::new(std::io::stdin()), interactive);
+    let outcome = keel_vmm::run(&config, &console);
+    drop(raw);
+    Ok(match outcome? {
+        Outcome::PowerOff | Outcome::Quit => ExitCode::SUCCESS,
+        Outcome::Exit(code) => ExitCode::from(code.min(255) as u8),
+    })
+}

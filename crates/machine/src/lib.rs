@@ -1,0 +1,24 @@
+//! keel-machine: the board around the harts.
+//!
+//! * [`board`]: builds a [`Machine`] (RAM, devices, harts) and loads the boot image.
+//! * [`fdt`]: builds the flattened device tree describing the QEMU `virt`-compatible board.
+//! * [`loader`]: recognises a kernel (RISC-V Linux `Image`, or a RISC-V ELF executable) and
+//!   decides where it, the initrd and the device tree go in guest RAM.
+//! * [`bus`]: the physical address space beyond RAM, as the harts see it.
+//! * [`sbi`]: keel's SBI implementation, so kernels boot without firmware.
+//! * [`power`]: the guest's power-off / reboot / exit requests.
+//! * [`vcpu`]: the vCPU interface the VMM drives, and the software vCPU behind it.
+
+pub mod board;
+pub mod bus;
+pub mod fdt;
+pub mod loader;
+pub mod power;
+pub mod sbi;
+pub mod vcpu;
+
+pub use board::{Firmware, Machine, MachineConfig, MachineError};
+pub use keel_cpu::HartSignals;
+pub use power::{GuestExit, PowerLatch};
+pub use sbi::ConsoleSink;
+pub use vcpu::{SoftVcpu, Vcpu, VcpuExit};

@@ -1,0 +1,118 @@
+//! The vCPU interface the VMM drives, and keel's software implementation of it.
+//!
+//! This is the seam where a hardware-assisted backend plugs in later: a VMM thread calls
+//! [`Vcpu::run`] and acts on the [`VcpuExit`]; everything CPU-specific (the interpreter, SBI
+//! calls, traps) happens behind it.
+
+use std::sync::Arc;
+
+use keel_cpu::{consts::cause, Cpu, Exit, HartSignals};
+
+use crate::power::{GuestExit, PowerLatch};
+use crate::sbi::Sbi;
+
+/// Why a vCPU stopped running guest code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VcpuExit {
+    /// The VMM asked it to stop (see [`Vcpu::stopper`]).
+    Stopped,
+    /// The guest asked the machine to power off, reboot, or exit with a status.
+    Guest(GuestExit),
+    /// The guest can't go on; the text says why, in one line.
+    Crashed(String),
+}
+
+/// One virtual CPU.
+pub trait Vcpu: Send {
+    /// Runs guest code until the VMM must act.
+    fn run(&mut self) -> VcpuExit;
+    /// Its hart id.
+    fn id(&self) -> u64;
+    /// Instructions retired so far.
+    fn instructions_retired(&self) -> u64;
+    /// What the vCPU has done so far (instructions, traps, sleeps).
+    fn stats(&self) -> keel_cpu::HartStats;
+    /// A handle that makes [`Vcpu::run`] return [`VcpuExit::Stopped`] from another thread.
+    fn stopper(&self) -> Arc<HartSignals>;
+}
+
+/// A vCPU run by keel's interpreter.
+pub struct SoftVcpu {
+    cpu: Cpu,
+    sbi: Arc<Sbi>,
+    power: Arc<PowerLatch>,
+}
+
+impl SoftVcpu {
+    pub fn new(cpu: Cpu, sbi: Arc<Sbi>, power: Arc<PowerLatch>) -> SoftVcpu {
+        SoftVcpu { cpu, sbi, power }
+    }
+
+    pub fn cpu(&self) -> &Cpu {
+        &self.cpu
+    }
+}
+
+impl Vcpu for SoftVcpu {
+    fn run(&mut self) -> VcpuExit {
+        loop {
+            match self.cpu.run() {
+                Exit::Sbi => self.sbi.handle(self.cpu.hart_mut()),
+                Exit::Requested => {
+                    return match self.power.pending() {
+                        Some(exit) => VcpuExit::Guest(exit),
+                        None => VcpuExit::Stopped,
+                    }
+                }
+                Exit::UndeliverableTrap { cause, tval, pc } => {
+                    return VcpuExit::Crashed(format!(
+                        "hart {}: {} at pc {pc:#x} (tval {tval:#x}) has no M-mode handler: keel is the firmware and cannot take it",
+                        self.id(),
+                        describe_cause(cause)
+                    ))
+                }
+            }
+        }
+    }
+
+    fn id(&self) -> u64 {
+        self.cpu.hart().hartid()
+    }
+
+    fn instructions_retired(&self) -> u64 {
+        self.cpu.hart().instret()
+    }
+
+    fn stats(&self) -> keel_cpu::HartStats {
+        self.cpu.hart().stats()
+    }
+
+    fn stopper(&self) -> Arc<HartSignals> {
+        self.cpu.hart().signals().clone()
+    }
+}
+
+/// A trap cause in words (privileged spec §3.1.15, table 3.6).
+pub fn describe_cause(c: u64) -> String {
+    if c & cause::INTERRUPT != 0 {
+        return format!("interrupt {}", c & !cause::INTERRUPT);
+    }
+    let name = match c {
+        cause::INSN_MISALIGNED => "instruction address misaligned",
+        cause::INSN_ACCESS => "instruction access fault",
+        cause::ILLEGAL_INSN => "illegal instruction",
+        cause::BREAKPOINT => "breakpoint",
+        cause::LOAD_MISALIGNED => "load address misaligned",
+        cause::LOAD_ACCESS => "load access fault",
+        cause::STORE_MISALIGNED => "store address misaligned",
+        cause::STORE_ACCESS => "store access fault",
+        cause::ECALL_U => "environment call from U-mode",
+        cause::ECALL_S => "environment call from S-mode",
+        cause::ECALL_M => "environment call from M-mode",
+        cause::INSN_PAGE_FAULT => "instruction page fault",
+        cause::LOAD_PAGE_FAULT => "load page fault",
+        cause::STORE_PAGE_FAULT => "store page fault",
+        _ => "reserved exception",
+    };
+    format!("{name} (cause {c})")
+}

@@ -1,0 +1,220 @@
+//! The VM's console on the host: guest output to stdout, host input to the UART, the
+//! Ctrl-A X escape, and spotting a guest kernel panic in the output.
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use keel_devices::Uart;
+use keel_machine::ConsoleSink;
+
+/// The escape key: Ctrl-A, as in QEMU. Ctrl-A X quits, Ctrl-A Ctrl-A sends one Ctrl-A.
+pub const ESCAPE: u8 = 0x01;
+
+const PANIC_MARK: &[u8] = b"Kernel panic - not syncing: ";
+
+/// Where input goes: the running machine's UART, or a queue while none runs (reboot).
+#[derive(Default)]
+struct InputTarget {
+    uart: Option<Arc<Uart>>,
+    pending: VecDeque<u8>,
+}
+
+/// What Ctrl-A X does to the running machine.
+type QuitAction = Arc<Mutex<Option<Box<dyn Fn() + Send>>>>;
+
+pub struct Console {
+    sink: ConsoleSink,
+    panic: Arc<Mutex<Option<String>>>,
+    input: Arc<Mutex<InputTarget>>,
+    quit: Arc<AtomicBool>,
+    on_quit: QuitAction,
+}
+
+/// Passes guest output through, remembering the message of a kernel panic.
+struct PanicSpotter {
+    out: Box<dyn Write + Send>,
+    line: Vec<u8>,
+    panic: Arc<Mutex<Option<String>>>,
+}
+
+impl Write for PanicSpotter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for &b in buf {
+            if b == b'\n' {
+                if let Some(pos) = self
+                    .line
+                    .windows(PANIC_MARK.len())
+                    .position(|w| w == PANIC_MARK)
+                {
+                    let msg = String::from_utf8_lossy(&self.line[pos + PANIC_MARK.len()..]);
+                    let mut p = self.panic.lock().unwrap_or_else(|e| e.into_inner());
+                    p.get_or_insert_with(|| msg.trim_end().to_string());
+                }
+                self.line.clear();
+            } else if self.line.len() < 1024 {
+                self.line.push(b);
+            }
+        }
+        // Output errors (a closed stdout) must not stop the guest: drop the bytes.
+        let _ = self.out.write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = self.out.flush();
+        Ok(())
+    }
+}
+
+impl Console {
+    /// A console writing guest output to `out`.
+    pub fn new(out: Box<dyn Write + Send>) -> Console {
+        let panic = Arc::new(Mutex::new(None));
+        let spotter = PanicSpotter {
+            out,
+            line: Vec::new(),
+            panic: panic.clone(),
+        };
+        Console {
+            sink: Arc::new(Mutex::new(Box::new(spotter))),
+            panic,
+            input: Arc::new(Mutex::new(InputTarget::default())),
+            quit: Arc::new(AtomicBool::new(false)),
+            on_quit: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    pub fn sink(&self) -> ConsoleSink {
+        self.sink.clone()
+    }
+
+    /// The message of the kernel panic the guest printed, if any.
+    pub fn panic_message(&self) -> Option<String> {
+        self.panic.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn clear_panic(&self) {
+        *self.panic.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Routes input to a (new) machine's UART; `stop` is what Ctrl-A X does to it.
+    pub fn attach(&self, uart: Arc<Uart>, stop: Box<dyn Fn() + Send>) {
+        let mut t = self.input.lock().unwrap_or_else(|e| e.into_inner());
+        let queued: Vec<u8> = t.pending.drain(..).collect();
+        if !queued.is_empty() {
+            uart.push_input(&queued);
+        }
+        t.uart = Some(uart);
+        *self.on_quit.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop);
+    }
+
+    /// Stops routing input (the machine is going away).
+    pub fn detach(&self) {
+        self.input.lock().unwrap_or_else(|e| e.into_inner()).uart = None;
+    }
+
+    /// True once the user pressed Ctrl-A X.
+    pub fn quit_requested(&self) -> bool {
+        self.quit.load(Ordering::SeqCst)
+    }
+
+    /// Starts forwarding `input` (stdin) to the guest. With `escape`, Ctrl-A sequences are
+    /// interpreted (interactive terminals); otherwise bytes pass through untouched.
+    pub fn forward_input(&self, mut input: Box<dyn Read + Send>, escape: bool) {
+        let target = self.input.clone();
+        let quit = self.quit.clone();
+        let on_quit = self.on_quit.clone();
+        let spawned = std::thread::Builder::new()
+            .name("keel-stdin".into())
+            .spawn(move || {
+                let mut buf = [0u8; 1024];
+                let mut after_escape = false;
+                loop {
+                    let n = match input.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    let mut out = Vec::with_capacity(n);
+                    for &b in &buf[..n] {
+                        if !escape {
+                            out.push(b);
+                        } else if after_escape {
+                            after_escape = false;
+                            match b {
+                                b'x' | b'X' => {
+                                    quit.store(true, Ordering::SeqCst);
+                                    if let Some(stop) =
+                                        on_quit.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+                                    {
+                                        stop();
+                                    }
+                                    return;
+                                }
+                                ESCAPE => out.push(ESCAPE),
+                                other => out.extend_from_slice(&[ESCAPE, other]),
+                            }
+                        } else if b == ESCAPE {
+                            after_escape = true;
+                        } else {
+                            out.push(b);
+                        }
+                    }
+                    let mut t = target.lock().unwrap_or_else(|e| e.into_inner());
+                    match &t.uart {
+                        Some(uart) => uart.push_input(&out),
+                        None => t.pending.extend(out),
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            eprintln!("keel: cannot start the console input thread: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+    impl Write for Capture {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn output_passes_through_and_a_panic_is_spotted() {
+        let cap = Capture::default();
+        let console = Console::new(Box::new(cap.clone()));
+        let text =
+            b"[    1.2] Kernel panic - not syncing: VFS: Unable to mount root fs\r\n[ 1.3] more\n";
+        for chunk in text.chunks(7) {
+            console.sink().lock().unwrap().write_all(chunk).unwrap();
+        }
+        assert_eq!(&cap.0.lock().unwrap()[..], &text[..]);
+        assert_eq!(
+            console.panic_message().as_deref(),
+            Some("VFS: Unable to mount root fs")
+        );
+    }
+
+    #[test]
+    fn no_panic_no_message() {
+        let console = Console::new(Box::new(Capture::default()));
+        console
+            .sink()
+            .lock()
+            .unwrap()
+            .write_all(b"hello\n")
+            .unwrap();
+        assert_eq!(console.panic_message(), None);
+    }
+}

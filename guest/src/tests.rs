@@ -1,0 +1,325 @@
+//! Crate-level tests: argv encoding against the real /init decoding, the
+//! cache directory rules, and image completeness.
+//!
+//! The tests that need the network (a real `apt-get` pull) are `#[ignore]`d
+//! and run by name: `cargo test -p keel-guest -- --ignored real_`.
+
+use super::*;
+use std::ffi::OsString;
+use std::process::Command;
+
+/// A fresh, empty directory for one test.
+pub(crate) fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("keel-guest-test-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn base64_matches_rfc4648_vectors() {
+    for (plain, enc) in [
+        ("", ""),
+        ("f", "Zg=="),
+        ("fo", "Zm8="),
+        ("foo", "Zm9v"),
+        ("foob", "Zm9vYg=="),
+        ("fooba", "Zm9vYmE="),
+        ("foobar", "Zm9vYmFy"),
+    ] {
+        assert_eq!(base64(plain.as_bytes()), enc);
+    }
+    assert_eq!(base64(&[0xfb, 0xff, 0xbf]), "+/+/");
+}
+
+#[test]
+fn command_param_format() {
+    let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        command_param(&args(&["uname", "-m"])),
+        "keel.cmd=dW5hbWU=,LW0="
+    );
+    assert_eq!(command_param(&args(&["true"])), "keel.cmd=dHJ1ZQ==");
+    assert_eq!(command_param(&args(&["a", ""])), "keel.cmd=YQ==,");
+    assert_eq!(command_param(&[]), "keel.cmd=");
+    assert!(!command_param(&args(&["a b", "c\td\n"])).contains(char::is_whitespace));
+}
+
+/// The decoding block of the real /init, between its markers.
+fn init_decode_block() -> &'static str {
+    let start = INIT_SCRIPT
+        .find("# --- keel:decode-begin ---")
+        .expect("begin marker");
+    let end = INIT_SCRIPT
+        .find("# --- keel:decode-end ---")
+        .expect("end marker");
+    &INIT_SCRIPT[start..end]
+}
+
+/// Runs /init's own decoding under a host shell with `cmdline` as
+/// /proc/cmdline's text; returns the positional parameters it produced.
+fn decode_with(shell: &str, cmdline: &str) -> Option<Vec<String>> {
+    let script = format!(
+        "{}\nfor a in \"$@\"; do printf '%s\\0' \"$a\"; done\nprintf 'found=%s%s' \"$keel_found\" \"$keel_bad\"\n",
+        init_decode_block()
+    );
+    let out = Command::new(shell)
+        .arg("-c")
+        .arg(&script)
+        .env("cmdline", cmdline)
+        .env("TMPDIR", std::env::temp_dir())
+        .output()
+        .ok()?;
+    assert!(
+        out.status.success(),
+        "{shell}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (args, found) = text.rsplit_once("found=").unwrap();
+    match found {
+        "" => return None,
+        "1" => {}
+        _ => return Some(vec!["<bad>".to_string()]),
+    }
+    let mut v: Vec<String> = args.split('\0').map(str::to_string).collect();
+    v.pop(); // after the last NUL
+    Some(v)
+}
+
+#[test]
+fn command_param_round_trips_through_init() {
+    let long: String = (0..300)
+        .map(|i| char::from(b'!' + (i % 90) as u8))
+        .collect();
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["uname", "-m"],
+        vec![
+            "printf",
+            "[%s]\n",
+            "",
+            "a b",
+            "it's \"quoted\"",
+            "trailing\n\n",
+            "",
+        ],
+        vec!["sh", "-c", "exit 3"],
+        vec![
+            "*",
+            "$HOME",
+            "`id`",
+            "\\",
+            ",",
+            "=",
+            "x\ty",
+            "-n",
+            "\u{fc}ber",
+            "\n",
+        ],
+        vec!["1", "12", "123", "1234", long.as_str()],
+        vec![""],
+    ];
+    // /bin/sh is dash on Debian; bash, when present, is a second opinion.
+    // busybox ash runs it for real in the QEMU test.
+    let shells: Vec<&str> = ["/bin/sh", "/bin/bash"]
+        .into_iter()
+        .filter(|s| Path::new(s).exists())
+        .collect();
+    assert!(!shells.is_empty());
+    for shell in shells {
+        for case in &cases {
+            let args: Vec<String> = case.iter().map(|s| s.to_string()).collect();
+            let cmdline = format!(
+                "console=ttyS0 panic=-1 {} loglevel=1 x=*",
+                command_param(&args)
+            );
+            assert_eq!(
+                decode_with(shell, &cmdline),
+                Some(args.clone()),
+                "{shell} {case:?}"
+            );
+        }
+        assert_eq!(
+            decode_with(shell, "console=ttyS0 quiet"),
+            None,
+            "{shell}: no keel.cmd"
+        );
+        // Cut short by the kernel's command-line limit: flagged, not run.
+        let cut = &command_param(&["echo".into(), long.clone()])[..200];
+        assert_eq!(
+            decode_with(shell, cut),
+            Some(vec!["<bad>".to_string()]),
+            "{shell}"
+        );
+        // A NUL can't be in an argv; the rest aren't base64.
+        for bad in [
+            "keel.cmd=AA==",
+            "keel.cmd=dHJ1ZQ==,d*E=",
+            "keel.cmd=dHJ1Z===",
+            "keel.cmd=d=Jz",
+        ] {
+            let got = decode_with(shell, bad);
+            assert_eq!(got, Some(vec!["<bad>".to_string()]), "{shell} {bad}");
+        }
+    }
+}
+
+#[test]
+fn cache_dir_rules() {
+    let env = |pairs: &'static [(&str, &str)]| {
+        move |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| OsString::from(v))
+        }
+    };
+    let root = |r: Result<ImageCache, PullError>| r.unwrap().root().to_path_buf();
+    let all = &[
+        ("KEEL_CACHE_DIR", "/k"),
+        ("XDG_CACHE_HOME", "/x"),
+        ("HOME", "/h"),
+    ];
+    assert_eq!(root(ImageCache::from_lookup(env(all))), Path::new("/k"));
+    let xdg = &[
+        ("KEEL_CACHE_DIR", ""),
+        ("XDG_CACHE_HOME", "/x"),
+        ("HOME", "/h"),
+    ];
+    assert_eq!(
+        root(ImageCache::from_lookup(env(xdg))),
+        Path::new("/x/keel")
+    );
+    let rel = &[("XDG_CACHE_HOME", "rel"), ("HOME", "/h")];
+    assert_eq!(
+        root(ImageCache::from_lookup(env(rel))),
+        Path::new("/h/.cache/keel")
+    );
+    assert!(matches!(
+        ImageCache::from_lookup(env(&[])),
+        Err(PullError::NoCacheDir)
+    ));
+}
+
+#[test]
+fn default_image_only_when_complete() {
+    let dir = scratch_dir("complete");
+    let cache = ImageCache::new(dir.clone());
+    assert_eq!(cache.default_image(), None);
+    let img = cache.default_dir();
+    fs::create_dir_all(&img).unwrap();
+    fs::write(img.join(KERNEL_FILE), b"kernel").unwrap();
+    fs::write(img.join(INITRD_FILE), b"initrd!").unwrap();
+    assert_eq!(cache.default_image(), None, "no manifest yet");
+    let mut m = Manifest::default();
+    m.set("kernel_version", "6.12.0-test");
+    m.set("vmlinux_size", 6);
+    m.set("initrd_size", 7);
+    fs::write(img.join(MANIFEST), m.render()).unwrap();
+    let image = cache.default_image().expect("complete");
+    assert_eq!(image.kernel, img.join("vmlinux"));
+    assert_eq!(image.initrd, img.join("initrd.img"));
+    assert_eq!(image.kernel_version, "6.12.0-test");
+    // A truncated file, or a manifest from another /init, is not complete.
+    fs::write(img.join(INITRD_FILE), b"init").unwrap();
+    assert_eq!(cache.default_image(), None);
+    fs::write(img.join(INITRD_FILE), b"initrd!").unwrap();
+    let stale = m.render().replace(&init_hash(), "0000000000000000");
+    fs::write(img.join(MANIFEST), stale).unwrap();
+    assert_eq!(cache.default_image(), None);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn unwritable_cache_is_reported() {
+    // A regular file where the cache directory should be: no root needed.
+    let dir = scratch_dir("unwritable");
+    let file = dir.join("file");
+    fs::write(&file, b"").unwrap();
+    let cache = ImageCache::new(file.join("keel"));
+    let err = pull(&cache, false, &mut |_| {}).unwrap_err();
+    assert!(matches!(err, PullError::CacheNotWritable { .. }), "{err}");
+    assert!(err.to_string().contains("KEEL_CACHE_DIR"));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn init_script_shape() {
+    assert!(INIT_SCRIPT.starts_with("#!/bin/busybox sh\n"));
+    // /init must never fall off the end: PID 1 exiting panics the kernel.
+    assert!(INIT_SCRIPT
+        .trim_end()
+        .ends_with("exec /bin/busybox poweroff -f"));
+    // Host syntax check (dash): catches quoting slips before a guest boot.
+    let out = Command::new("/bin/sh")
+        .arg("-n")
+        .arg("-c")
+        .arg(INIT_SCRIPT)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Network: pulls the real image into `$KEEL_TEST_CACHE` (default
+/// /tmp/keel-guest-real) and checks what went into it. Run by name:
+/// `cargo test -p keel-guest -- --ignored real_pull`.
+#[test]
+#[ignore = "downloads ~113 MB from the Debian archive"]
+fn real_pull() {
+    let root =
+        std::env::var_os("KEEL_TEST_CACHE").map_or("/tmp/keel-guest-real".into(), PathBuf::from);
+    let cache = ImageCache::new(root);
+    let mut lines = Vec::new();
+    let image = pull(&cache, true, &mut |l| {
+        eprintln!("{l}");
+        lines.push(l.to_string());
+    })
+    .unwrap();
+    assert!(lines[0].starts_with("keel: [1/5]"));
+    assert!(lines.iter().any(|l| l.contains("downloading linux-image-")));
+    assert_eq!(cache.default_image().as_ref(), Some(&image));
+    let initrd = fs::read(&image.initrd).unwrap();
+    let entries = cpio::parse_archive(&initrd).unwrap();
+    let dep_path = format!("lib/modules/{}/modules.dep", image.kernel_version);
+    let dep = entries
+        .iter()
+        .find(|e| e.path == dep_path)
+        .expect("modules.dep");
+    let dep = String::from_utf8(dep.data.clone()).unwrap();
+    eprintln!("{dep}");
+    for m in [
+        "virtio_mmio.ko:",
+        "virtio_blk.ko:",
+        "virtio-rng.ko:",
+        "ext4.ko:",
+    ] {
+        assert!(dep.contains(m), "{m}");
+    }
+    assert!(
+        dep.contains("kernel/crypto/crc32c_generic.ko\n"),
+        "ext4's softdep"
+    );
+    // Every module listed is in the archive, decompressed.
+    for line in dep.lines() {
+        let ko = line.split(':').next().unwrap();
+        let p = format!("lib/modules/{}/{ko}", image.kernel_version);
+        let e = entries.iter().find(|e| e.path == p).expect(&p);
+        assert!(e.data.starts_with(b"\x7fELF"));
+    }
+    // busybox's applets come as symlinks in the archive, where it installs them.
+    let modprobe = entries
+        .iter()
+        .find(|e| e.path == "sbin/modprobe")
+        .expect("applet links");
+    assert_eq!(modprobe.mode, cpio::S_IFLNK | 0o777);
+    assert_eq!(modprobe.data, b"/bin/busybox");
+    assert!(entries.iter().any(|e| e.path == "usr/bin/env"));
+    // A second pull is a no-op that says so.
+    let mut said = String::new();
+    pull(&cache, false, &mut |l| said.push_str(l)).unwrap();
+    assert!(said.contains("already present"), "{said}");
+}
