@@ -130,10 +130,17 @@ impl ImageCache {
     /// is there, was written for this keel's `/init`, and both files have
     /// the sizes it records.
     pub fn default_image(&self) -> Option<GuestImage> {
+        let (image, manifest) = self.intact_image()?;
+        (manifest.get("init")? == init_hash()).then_some(image)
+    }
+
+    /// The default image when its files match its manifest, whatever `/init`
+    /// it was built with (`pull` swaps a stale one without downloading).
+    pub(crate) fn intact_image(&self) -> Option<(GuestImage, Manifest)> {
         let dir = self.default_dir();
         let text = fs::read_to_string(dir.join(MANIFEST)).ok()?;
         let m = Manifest::parse(&text);
-        if m.get("format")? != IMAGE_FORMAT || m.get("init")? != init_hash() {
+        if m.get("format")? != IMAGE_FORMAT {
             return None;
         }
         let image = GuestImage {
@@ -144,7 +151,7 @@ impl ImageCache {
         let size = |p: &Path| fs::metadata(p).ok().map(|md| md.len().to_string());
         (size(&image.kernel)? == m.get("vmlinux_size")?
             && size(&image.initrd)? == m.get("initrd_size")?)
-        .then_some(image)
+        .then_some((image, m))
     }
 }
 
@@ -157,10 +164,12 @@ pub(crate) const MANIFEST: &str = "manifest";
 pub(crate) struct Manifest(Vec<(String, String)>);
 
 impl Manifest {
+    /// Sets `key`, replacing an earlier value.
     pub(crate) fn set(&mut self, key: &str, value: impl ToString) {
+        self.0.retain(|(k, _)| k != key);
         self.0.push((key.to_string(), value.to_string()));
     }
-    fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == key)
@@ -178,7 +187,7 @@ impl Manifest {
     pub(crate) fn render(&self) -> String {
         let mut s = String::from("# keel guest image, written last by `keel image pull`\n");
         s.push_str(&format!("format={IMAGE_FORMAT}\ninit={}\n", init_hash()));
-        for (k, v) in &self.0 {
+        for (k, v) in self.0.iter().filter(|(k, _)| k != "format" && k != "init") {
             s.push_str(&format!("{k}={v}\n"));
         }
         s
@@ -186,7 +195,7 @@ impl Manifest {
 }
 
 /// FNV-1a of the embedded `/init`: a cached image built with another
-/// `/init` is stale and gets rebuilt by the next pull.
+/// `/init` is stale, and the next pull puts the current one in.
 fn init_hash() -> String {
     let h = INIT_SCRIPT.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100_0000_01b3)

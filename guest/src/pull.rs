@@ -6,7 +6,8 @@ use std::process::Command;
 
 use crate::apt::{self, Apt};
 use crate::{
-    initramfs, GuestImage, ImageCache, Manifest, PullError, INITRD_FILE, KERNEL_FILE, MANIFEST,
+    cpio, initramfs, GuestImage, ImageCache, Manifest, PullError, INITRD_FILE, INIT_SCRIPT,
+    KERNEL_FILE, MANIFEST,
 };
 
 const KERNEL_META: &str = "linux-image-riscv64";
@@ -48,25 +49,18 @@ pub fn pull(
             ));
             return Ok(image);
         }
+        if let Some(image) = refresh_init(cache, progress)? {
+            return Ok(image);
+        }
     }
-    let images = cache.images_dir();
-    let not_writable = |error| PullError::CacheNotWritable {
-        path: cache.root().to_path_buf(),
-        error,
-    };
-    fs::create_dir_all(&images).map_err(not_writable)?;
-    remove_stale_temp_dirs(&images);
+    let tmp = temp_dir(cache)?;
     // Fail before downloading 100 MB if the unpacker is missing.
     check_tool("dpkg-deb")?;
-    // Built next to its final place (same filesystem), so the last step is
-    // a rename, and an interrupted pull leaves only a `.default.tmp-*`.
-    let tmp = TempDir(images.join(format!(".default.tmp-{}", std::process::id())));
-    let _ = fs::remove_dir_all(&tmp.0);
     let out = tmp.0.join("out");
     let debs = tmp.0.join("debs");
     let root = tmp.0.join("root");
-    for d in [&out, &debs, &root] {
-        fs::create_dir_all(d).map_err(not_writable)?;
+    for d in [&debs, &root] {
+        fs::create_dir_all(d).map_err(|e| PullError::io(format!("creating {}", d.display()), e))?;
     }
 
     let uri = apt::host_archive_uri().unwrap_or_else(|| apt::FALLBACK_URI.to_string());
@@ -165,6 +159,66 @@ pub fn pull(
         names.len()
     ));
     Ok(image)
+}
+
+/// A fresh `.default.tmp-PID/out` next to the image's final place (same
+/// filesystem), so the last step is a rename and an interrupted pull leaves
+/// only a `.default.tmp-*`, which the next pull removes.
+fn temp_dir(cache: &ImageCache) -> Result<TempDir, PullError> {
+    let images = cache.images_dir();
+    let not_writable = |error| PullError::CacheNotWritable {
+        path: cache.root().to_path_buf(),
+        error,
+    };
+    fs::create_dir_all(&images).map_err(not_writable)?;
+    remove_stale_temp_dirs(&images);
+    let tmp = TempDir(images.join(format!(".default.tmp-{}", std::process::id())));
+    let _ = fs::remove_dir_all(&tmp.0);
+    fs::create_dir_all(tmp.0.join("out")).map_err(not_writable)?;
+    Ok(tmp)
+}
+
+/// An intact image built with another /init (an older keel): swap the
+/// current /init into its initrd instead of downloading everything again.
+/// `None` when there is no such image or its initrd doesn't parse.
+fn refresh_init(
+    cache: &ImageCache,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Option<GuestImage>, PullError> {
+    let Some((old, mut manifest)) = cache.intact_image() else {
+        return Ok(None);
+    };
+    let read =
+        |p: &Path| fs::read(p).map_err(|e| PullError::io(format!("reading {}", p.display()), e));
+    let Ok(mut entries) = cpio::parse_archive(&read(&old.initrd)?) else {
+        return Ok(None);
+    };
+    let Some(init) = entries.iter_mut().find(|e| e.path == "init") else {
+        return Ok(None);
+    };
+    progress("keel: updating /init in the cached guest image (nothing to download)...");
+    init.data = INIT_SCRIPT.as_bytes().to_vec();
+    let mut initrd = Vec::new();
+    cpio::write_archive(&mut initrd, &entries)
+        .map_err(|e| PullError::io("building the initrd", e))?;
+
+    let tmp = temp_dir(cache)?;
+    let out = tmp.0.join("out");
+    let kernel = out.join(KERNEL_FILE);
+    // A hard link where the filesystem allows: the kernel is 31 MB.
+    if fs::hard_link(&old.kernel, &kernel).is_err() {
+        fs::copy(&old.kernel, &kernel)
+            .map_err(|e| PullError::io(format!("copying {}", old.kernel.display()), e))?;
+    }
+    let write = |name: &str, data: &[u8]| {
+        let p = out.join(name);
+        fs::write(&p, data).map_err(|e| PullError::io(format!("writing {}", p.display()), e))
+    };
+    write(INITRD_FILE, &initrd)?;
+    manifest.set("initrd_size", initrd.len());
+    write(MANIFEST, manifest.render().as_bytes())?;
+    install(&out, &cache.default_dir())?;
+    Ok(cache.default_image())
 }
 
 fn check_tool(tool: &'static str) -> Result<(), PullError> {

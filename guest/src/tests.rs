@@ -230,6 +230,60 @@ fn default_image_only_when_complete() {
     fs::remove_dir_all(&dir).unwrap();
 }
 
+/// An image built with another /init gets the current one swapped in by a
+/// plain pull, without apt (this test has no network and runs no apt).
+#[test]
+fn stale_init_is_swapped_without_download() {
+    let dir = scratch_dir("refresh");
+    let cache = ImageCache::new(dir.clone());
+    let img = cache.default_dir();
+    fs::create_dir_all(&img).unwrap();
+    let entries = vec![
+        cpio::Entry::dir("bin", 0o755),
+        cpio::Entry::file("bin/busybox", 0o755, b"busybox".to_vec()),
+        cpio::Entry::file("init", 0o755, b"#!/bin/sh\nold init\n".to_vec()),
+    ];
+    let mut initrd = Vec::new();
+    cpio::write_archive(&mut initrd, &entries).unwrap();
+    fs::write(img.join(INITRD_FILE), &initrd).unwrap();
+    fs::write(img.join(KERNEL_FILE), b"kernel").unwrap();
+    let mut m = Manifest::default();
+    m.set("kernel_version", "6.12.0-test");
+    m.set("vmlinux_size", 6);
+    m.set("initrd_size", initrd.len());
+    m.set("modules", "a,b");
+    let old_init = "0123456789abcdef";
+    fs::write(
+        img.join(MANIFEST),
+        m.render().replace(&init_hash(), old_init),
+    )
+    .unwrap();
+    assert_eq!(cache.default_image(), None, "stale /init");
+
+    let mut said = Vec::new();
+    let image = pull(&cache, false, &mut |l| said.push(l.to_string())).unwrap();
+    assert!(said[0].contains("updating /init"), "{said:?}");
+    assert_eq!(cache.default_image(), Some(image.clone()));
+    let new = cpio::parse_archive(&fs::read(&image.initrd).unwrap()).unwrap();
+    assert_eq!(new[..2], entries[..2]);
+    assert_eq!(new[2].data, INIT_SCRIPT.as_bytes());
+    assert_eq!(fs::read(&image.kernel).unwrap(), b"kernel");
+    let manifest = fs::read_to_string(img.join(MANIFEST)).unwrap();
+    assert!(
+        manifest.contains("modules=a,b\n") && !manifest.contains(old_init),
+        "{manifest}"
+    );
+    assert_eq!(manifest.matches("init=").count(), 1, "{manifest}");
+    // Nothing left beside the image.
+    let names: Vec<_> = fs::read_dir(cache.images_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(names, ["default"]);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn unwritable_cache_is_reported() {
     // A regular file where the cache directory should be: no root needed.

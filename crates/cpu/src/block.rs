@@ -40,6 +40,9 @@ pub(crate) struct BlockCache {
     free: Vec<u32>,
     jump: Box<[JumpEntry]>,
     generation: u32,
+    /// Virtual pages that jump-cache entries of this generation start in, so that fencing a
+    /// page nobody jumped into costs nothing.
+    entered_pages: rustc_hash::FxHashSet<u64>,
     /// Holds an instruction that straddles two pages: it is decoded on every execution,
     /// since it depends on two translations.
     straddler: Block,
@@ -67,6 +70,7 @@ impl BlockCache {
             ]
             .into_boxed_slice(),
             generation: 1,
+            entered_pages: Default::default(),
             straddler: Block {
                 ops: Box::new([]),
                 insns: 0,
@@ -84,6 +88,7 @@ impl BlockCache {
 
     /// Forgets every virtual-to-block mapping (translation changed).
     pub fn flush_jump_cache(&mut self) {
+        self.entered_pages.clear();
         self.generation = self.generation.wrapping_add(1) & 0x3fff_ffff;
         if self.generation == 0 {
             // Wrapped: old tags could match again, so clear for real.
@@ -123,7 +128,16 @@ impl BlockCache {
             tag,
             block: id,
         };
+        self.entered_pages.insert(vpc & PAGE_TAG_MASK);
         Some(Lookup::Cached(id))
+    }
+
+    /// SFENCE.VMA of one 4 KiB page (not covered by a superpage): blocks entered through it
+    /// may now translate differently.
+    pub fn fence_page(&mut self, vpage: u64) {
+        if self.entered_pages.contains(&vpage) {
+            self.flush_jump_cache();
+        }
     }
 
     /// Decodes the block starting at physical `ppc`. Returns `Ok(None)` when the first

@@ -111,7 +111,11 @@ impl Cpu {
         hart.budget = SLICE;
         if hart.flush_jump_cache {
             hart.flush_jump_cache = false;
+            hart.fenced_pages.clear();
             self.cache.flush_jump_cache();
+        }
+        for page in hart.fenced_pages.drain(..) {
+            self.cache.fence_page(page);
         }
         if !hart.code_dirty.is_empty() {
             for page in std::mem::take(&mut hart.code_dirty) {

@@ -146,8 +146,10 @@ impl Hart {
                 if self.prv == Privilege::Supervisor && self.csr.mstatus & status::TVM != 0 {
                     return Err(Illegal);
                 }
-                // Bare, Sv39, Sv48 or Sv57; any other mode leaves satp unchanged (§4.1.11).
-                if matches!(value >> 60, 0 | 8 | 9 | 10) {
+                // Bare or a supported paging mode; any other mode leaves satp unchanged
+                // (§4.1.11).
+                let mode = value >> 60;
+                if mode == 0 || (8..=self.max_satp_mode).contains(&mode) {
                     // Keep 16 ASID bits and a 44-bit PPN.
                     self.csr.satp = value & 0xf000_ffff_ffff_ffff;
                     self.tlb.flush_translated();
@@ -242,8 +244,10 @@ impl Hart {
         new |= status::UXL_SXL_64;
         self.csr.mstatus = new & !status::SD;
         if (old ^ new) & status::MXR != 0 {
-            // MXR changes what every cached translation allows.
+            // MXR changes what every cached translation allows. The jump cache goes too: it
+            // relies on the TLB remembering where superpages were.
             self.tlb.flush_all();
+            self.flush_jump_cache = true;
         }
         self.update_data_mode();
         self.budget = 0;

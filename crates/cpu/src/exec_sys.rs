@@ -134,12 +134,17 @@ pub(crate) fn sfence_vma(h: &mut Hart, op: &Op) -> bool {
     if op.rs1 == 0 {
         h.stats.tlb_flushes += 1;
         h.tlb.flush_translated();
+        h.flush_jump_cache = true;
     } else {
         h.stats.tlb_address_flushes += 1;
         let vaddr = h.rs1(op);
-        h.tlb.flush_address(vaddr);
+        if h.tlb.flush_address(vaddr) {
+            h.flush_jump_cache = true;
+        } else {
+            // Only blocks entered through this very page can have a stale translation.
+            h.fenced_pages.push(vaddr & !0xfff);
+        }
     }
-    h.flush_jump_cache = true;
     h.budget = 0;
     h.pc = op.next_pc(h);
     true

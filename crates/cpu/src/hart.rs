@@ -100,6 +100,11 @@ pub struct HartStats {
     pub tlb_address_flushes: u64,
 }
 
+/// `satp` MODE values (privileged spec §4.1.11, table 4.4).
+pub const SATP_SV39: u64 = 8;
+pub const SATP_SV48: u64 = 9;
+pub const SATP_SV57: u64 = 10;
+
 /// Instructions executed between two looks at the clock and the interrupt wires.
 pub(crate) const SLICE: i64 = 4096;
 
@@ -133,6 +138,9 @@ pub struct Hart {
     pub(crate) code_pages: Vec<u64>,
     /// The jump cache must be dropped (translation or code changed).
     pub(crate) flush_jump_cache: bool,
+    /// Virtual pages fenced by address since the last service check: jump-cache entries that
+    /// start in them must go.
+    pub(crate) fenced_pages: Vec<u64>,
     pub(crate) ram: Arc<GuestRam>,
     pub(crate) bus: Arc<dyn Bus>,
     pub(crate) signals: Arc<HartSignals>,
@@ -140,6 +148,8 @@ pub struct Hart {
     /// No M-mode firmware: keel answers S-mode `ecall`s itself (SBI).
     pub(crate) sbi_mode: bool,
     pub(crate) stats: HartStats,
+    /// The widest `satp` mode the hart accepts (8 = Sv39, 9 = Sv48, 10 = Sv57).
+    pub(crate) max_satp_mode: u64,
 }
 
 impl Hart {
@@ -168,12 +178,14 @@ impl Hart {
             code_dirty: Vec::new(),
             code_pages: vec![0; pages.div_ceil(64)],
             flush_jump_cache: true,
+            fenced_pages: Vec::new(),
             ram,
             bus,
             signals,
             hartid,
             sbi_mode: false,
             stats: HartStats::default(),
+            max_satp_mode: SATP_SV57,
         };
         hart.reset(0, Privilege::Machine, false);
         hart
@@ -213,6 +225,13 @@ impl Hart {
         self.flush_jump_cache = true;
         self.budget = 0;
         self.update_data_mode();
+    }
+
+    /// Limits the paging modes the hart implements to `mode` and narrower (the board
+    /// advertises the same in the device tree's `mmu-type`). Wider modes written to `satp`
+    /// are ignored, which is how software discovers what the hart supports.
+    pub fn set_max_paging_mode(&mut self, mode: u64) {
+        self.max_satp_mode = mode.clamp(SATP_SV39, SATP_SV57);
     }
 
     pub fn hartid(&self) -> u64 {

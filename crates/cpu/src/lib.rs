@@ -28,5 +28,5 @@ mod tlb;
 
 pub use bus::Bus;
 pub use cpu::{Cpu, Exit};
-pub use hart::{Hart, HartStats, Privilege};
+pub use hart::{Hart, HartStats, Privilege, SATP_SV39, SATP_SV48, SATP_SV57};
 pub use signals::HartSignals;

@@ -58,6 +58,12 @@ const ENTRY_INVALID: Entry = Entry {
 pub(crate) struct Tlb {
     pub fast: [[FastEntry; TLB_SIZE]; MODES],
     pub entries: [[Entry; TLB_SIZE]; MODES],
+    /// Per context: bit `region_bit(vaddr)` is set once an entry from a superpage in that
+    /// 1 GiB region was inserted. Entries are 4 KiB pieces, so only these regions need a
+    /// whole-context flush when one address is fenced.
+    huge_regions: [u64; MODES],
+    /// Per context: an entry came from a page larger than 1 GiB.
+    giant: [bool; MODES],
 }
 
 #[inline(always)]
@@ -65,11 +71,19 @@ pub(crate) fn index(vaddr: u64) -> usize {
     (vaddr >> 12) as usize & (TLB_SIZE - 1)
 }
 
+/// A 1 GiB region's bit in `huge_regions`. The upper bits are folded in so that user space
+/// (low addresses) and the kernel's 512 GiB-aligned linear map don't share bits.
+fn region_bit(vaddr: u64) -> u64 {
+    1 << (((vaddr >> 30) ^ (vaddr >> 40) ^ (vaddr >> 50)) & 63)
+}
+
 impl Tlb {
     pub fn new() -> Box<Tlb> {
         Box::new(Tlb {
             fast: [[FAST_INVALID; TLB_SIZE]; MODES],
             entries: [[ENTRY_INVALID; TLB_SIZE]; MODES],
+            huge_regions: [0; MODES],
+            giant: [false; MODES],
         })
     }
 
@@ -89,20 +103,30 @@ impl Tlb {
     fn flush_mode(&mut self, mode: usize) {
         self.fast[mode] = [FAST_INVALID; TLB_SIZE];
         self.entries[mode] = [ENTRY_INVALID; TLB_SIZE];
+        self.huge_regions[mode] = 0;
+        self.giant[mode] = false;
     }
 
-    /// SFENCE.VMA with an address: drop the translations of every page that `vaddr`'s
-    /// (super)page covers, in all translated contexts (privileged spec §4.2.1).
-    pub fn flush_address(&mut self, vaddr: u64) {
+    /// SFENCE.VMA with an address: drop every cached translation of `vaddr`, in all translated
+    /// contexts (privileged spec §4.2.1). A 4 KiB mapping can only sit in one slot; if a
+    /// superpage may cover `vaddr`, the whole context goes. Returns true when any context was
+    /// flushed whole (then other caches derived from translations must go too).
+    pub fn flush_address(&mut self, vaddr: u64) -> bool {
+        let mut whole = false;
+        let region_bit = region_bit(vaddr);
         for mode in [MODE_S, MODE_S_SUM, MODE_U] {
-            for i in 0..TLB_SIZE {
-                let e = &self.entries[mode][i];
-                if e.vpage != INVALID && (e.vpage ^ vaddr) & e.span_mask == 0 {
-                    self.entries[mode][i] = ENTRY_INVALID;
-                    self.fast[mode][i] = FAST_INVALID;
-                }
+            if self.giant[mode] || self.huge_regions[mode] & region_bit != 0 {
+                self.flush_mode(mode);
+                whole = true;
+                continue;
+            }
+            let i = index(vaddr);
+            if self.entries[mode][i].vpage == vaddr & PAGE_TAG_MASK {
+                self.entries[mode][i] = ENTRY_INVALID;
+                self.fast[mode][i] = FAST_INVALID;
             }
         }
+        whole
     }
 
     /// Stops fast-path stores into physical page `ppage` (it now holds decoded code).
@@ -122,6 +146,13 @@ impl Tlb {
     }
 
     pub fn insert(&mut self, mode: usize, entry: Entry, fast: FastEntry) {
+        if entry.span_mask != PAGE_TAG_MASK {
+            if entry.span_mask & (1 << 30) == 0 {
+                self.giant[mode] = true;
+            } else {
+                self.huge_regions[mode] |= region_bit(entry.vpage);
+            }
+        }
         let i = index(entry.vpage);
         self.entries[mode][i] = entry;
         self.fast[mode][i] = fast;

@@ -13,6 +13,9 @@ use crate::image;
 /// The kernel command line when neither the VM file nor `--cmdline` gives one.
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0 panic=-1 quiet";
 pub const DEFAULT_MEMORY_MIB: u64 = 256;
+/// Linux on RISC-V keeps at most this many bytes of its command line (COMMAND_LINE_SIZE is
+/// 1024 with the terminating NUL) and silently drops the rest.
+const MAX_CMDLINE: usize = 1023;
 /// Added in command mode so kernel messages stay off the command's output (only a panic,
 /// at KERN_EMERG, still shows).
 const COMMAND_LOGLEVEL: &str = "loglevel=1";
@@ -86,6 +89,13 @@ pub fn machine_config(args: &RunArgs) -> Result<MachineConfig> {
         }
         cmdline.push(' ');
         cmdline.push_str(&keel_guest::command_param(&args.command));
+    }
+    if cmdline.len() > MAX_CMDLINE {
+        bail!(
+            "the kernel command line would be {} bytes, but Linux on RISC-V keeps only {MAX_CMDLINE}{}",
+            cmdline.len(),
+            if args.command.is_empty() { "" } else { " (the command travels on it, base64-encoded: shorten it, or put it in a script)" }
+        );
     }
     Ok(MachineConfig {
         vcpus: vm.vcpus.unwrap_or(1),

@@ -73,6 +73,14 @@ fn a_malformed_vm_file_names_the_file_line_and_key() {
 }
 
 #[test]
+fn a_command_too_long_for_the_kernel_command_line_is_refused() {
+    let long = "x".repeat(900);
+    let (code, err) = keel_err(&["run", "--kernel", "/dev/null", "--", "echo", &long]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("1023"), "{err}");
+}
+
+#[test]
 fn an_unknown_flag_is_a_usage_error() {
     let (code, err) = keel_err(&["run", "--frobnicate"]);
     assert_eq!(code, Some(2));

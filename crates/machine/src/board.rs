@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use keel_cpu::consts::{irq, ISA_EXTENSIONS, ISA_STRING};
-use keel_cpu::{Cpu, Hart, HartSignals, Privilege};
+use keel_cpu::{Cpu, Hart, HartSignals, Privilege, SATP_SV48};
 use keel_devices::{
     Aclint, Clock, DeviceError, HartTimerInputs, IrqLine, MmioDevice, Plic, Rtc, Syscon, Uart,
 };
@@ -273,6 +273,7 @@ impl Machine {
             };
             cpu.reset(entry, prv, sbi_mode);
             let hart = cpu.hart_mut();
+            hart.set_max_paging_mode(SATP_SV48);
             // Linux boot protocol: a0 = hart id, a1 = device tree (Documentation/arch/riscv/boot.rst).
             hart.set_x(10, id as u64);
             hart.set_x(11, fdt_addr);
