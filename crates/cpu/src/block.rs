@@ -14,7 +14,7 @@ use crate::tlb::PAGE_TAG_MASK;
 
 /// Longest block, in instructions (blocks also end at page boundaries).
 const MAX_BLOCK: usize = 64;
-const JUMP_CACHE_SIZE: usize = 4096;
+const JUMP_CACHE_SIZE: usize = 16384;
 /// Past this many blocks the whole cache is dropped and rebuilt from what runs next.
 const MAX_BLOCKS: usize = 1 << 18;
 
@@ -22,6 +22,19 @@ pub(crate) struct Block {
     pub ops: Box<[Op]>,
     /// Real instructions in the block (the trailing `continue_at` op is not one).
     pub insns: u32,
+    /// The last two blocks that ran right after this one. Following a link skips the jump
+    /// cache; a link from an older cache generation or another fetch mode never matches.
+    links: [JumpEntry; 2],
+}
+
+impl Block {
+    fn new(ops: Box<[Op]>, insns: u32) -> Block {
+        Block {
+            ops,
+            insns,
+            links: [JumpEntry::EMPTY; 2],
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -30,6 +43,15 @@ struct JumpEntry {
     /// Cache generation and fetch mode; a mismatch is a miss.
     tag: u32,
     block: u32,
+}
+
+impl JumpEntry {
+    /// Never matches: instruction addresses are even.
+    const EMPTY: JumpEntry = JumpEntry {
+        vpc: 1,
+        tag: 0,
+        block: 0,
+    };
 }
 
 pub(crate) struct BlockCache {
@@ -60,21 +82,10 @@ impl BlockCache {
             by_ppc: FxHashMap::default(),
             by_page: FxHashMap::default(),
             free: Vec::new(),
-            jump: vec![
-                JumpEntry {
-                    vpc: 1,
-                    tag: 0,
-                    block: 0
-                };
-                JUMP_CACHE_SIZE
-            ]
-            .into_boxed_slice(),
+            jump: vec![JumpEntry::EMPTY; JUMP_CACHE_SIZE].into_boxed_slice(),
             generation: 1,
             entered_pages: Default::default(),
-            straddler: Block {
-                ops: Box::new([]),
-                insns: 0,
-            },
+            straddler: Block::new(Box::new([]), 0),
         }
     }
 
@@ -84,6 +95,37 @@ impl BlockCache {
             Lookup::Cached(id) => &self.blocks[*id as usize],
             Lookup::Straddler => &self.straddler,
         }
+    }
+
+    /// The tag jump-cache entries and links carry in this generation for `fetch_mode`.
+    #[inline(always)]
+    pub fn tag(&self, fetch_mode: usize) -> u32 {
+        (self.generation << 2) | fetch_mode as u32
+    }
+
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// The block that block `from` remembers running next at `vpc`, if any.
+    #[inline(always)]
+    pub fn follow(&self, from: u32, vpc: u64, tag: u32) -> Option<u32> {
+        let b = &self.blocks[from as usize];
+        b.links
+            .iter()
+            .find(|l| l.vpc == vpc && l.tag == tag)
+            .map(|l| l.block)
+    }
+
+    /// Remembers that block `to` (at `vpc`) ran right after block `from`.
+    pub fn link(&mut self, from: u32, vpc: u64, tag: u32, to: u32) {
+        let b = &mut self.blocks[from as usize];
+        b.links[1] = b.links[0];
+        b.links[0] = JumpEntry {
+            vpc,
+            tag,
+            block: to,
+        };
     }
 
     /// Forgets every virtual-to-block mapping (translation changed).
@@ -101,8 +143,7 @@ impl BlockCache {
     /// exception is recorded in the hart.
     #[inline(always)]
     pub fn lookup(&mut self, hart: &mut Hart, vpc: u64) -> Option<Lookup> {
-        let mode = hart.fetch_mode() as u32;
-        let tag = (self.generation << 2) | mode;
+        let tag = self.tag(hart.fetch_mode());
         let slot = (vpc >> 1) as usize & (JUMP_CACHE_SIZE - 1);
         let e = self.jump[slot];
         if e.vpc == vpc && e.tag == tag {
@@ -187,10 +228,7 @@ impl BlockCache {
             ops.push(cont);
         }
         hart.mark_code_page(page);
-        let block = Block {
-            ops: ops.into_boxed_slice(),
-            insns,
-        };
+        let block = Block::new(ops.into_boxed_slice(), insns);
         let id = match self.free.pop() {
             Some(id) => {
                 self.blocks[id as usize] = block;
@@ -219,10 +257,7 @@ impl BlockCache {
             cont.idx = 1;
             ops.push(cont);
         }
-        self.straddler = Block {
-            ops: ops.into_boxed_slice(),
-            insns: 1,
-        };
+        self.straddler = Block::new(ops.into_boxed_slice(), 1);
         Some(())
     }
 
@@ -233,10 +268,7 @@ impl BlockCache {
         };
         {
             for (ppc, id) in ids {
-                self.blocks[id as usize] = Block {
-                    ops: Box::new([]),
-                    insns: 0,
-                };
+                self.blocks[id as usize] = Block::new(Box::new([]), 0);
                 self.free.push(id);
                 self.by_ppc.remove(&ppc);
             }

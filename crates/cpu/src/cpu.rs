@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::block::BlockCache;
+use crate::block::{BlockCache, Lookup};
 use crate::consts::cause;
 use crate::hart::{Hart, Stop, SLICE};
 
@@ -50,19 +50,37 @@ impl Cpu {
 
     /// Runs until something needs the machine's attention.
     pub fn run(&mut self) -> Exit {
+        // The block that just ran to its end, whose links may name the next one.
+        let mut prev: Option<u32> = None;
         loop {
             if self.hart.budget <= 0 {
+                // Service may drop blocks (a new cache generation): forget `prev`.
+                prev = None;
                 if let Some(exit) = self.service() {
                     return exit;
                 }
             }
             let vpc = self.hart.pc;
-            let Some(found) = self.cache.lookup(&mut self.hart, vpc) else {
-                // Instruction fetch faulted; the exception is in `hart.stop`.
-                if let Some(exit) = self.finish_stop(vpc) {
-                    return exit;
+            let tag = self.cache.tag(self.hart.fetch_mode());
+            let found = match prev.and_then(|p| self.cache.follow(p, vpc, tag)) {
+                Some(id) => Lookup::Cached(id),
+                None => {
+                    let generation = self.cache.generation();
+                    let Some(found) = self.cache.lookup(&mut self.hart, vpc) else {
+                        // Instruction fetch faulted; the exception is in `hart.stop`.
+                        prev = None;
+                        if let Some(exit) = self.finish_stop(vpc) {
+                            return exit;
+                        }
+                        continue;
+                    };
+                    if let (Some(p), Lookup::Cached(id)) = (prev, &found) {
+                        if self.cache.generation() == generation {
+                            self.cache.link(p, vpc, tag, *id);
+                        }
+                    }
+                    found
                 }
-                continue;
             };
             let block = self.cache.get(&found);
             let hart = &mut self.hart;
@@ -71,7 +89,12 @@ impl Cpu {
             if (first.handler)(hart, first) {
                 hart.instret += block.insns as u64;
                 hart.budget -= block.insns as i64;
+                prev = match found {
+                    Lookup::Cached(id) => Some(id),
+                    Lookup::Straddler => None,
+                };
             } else {
+                prev = None;
                 let (pc_off, idx) = hart.stop_at;
                 hart.instret += idx as u64;
                 hart.budget -= idx as i64 + 1;

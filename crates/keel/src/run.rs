@@ -120,6 +120,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     };
     console.forward_input(Box::new(std::io::stdin()), interactive);
     let outcome = keel_vmm::run(&config, &console);
+    console.finish();
     drop(raw);
     Ok(match outcome? {
         Outcome::PowerOff | Outcome::Quit => ExitCode::SUCCESS,

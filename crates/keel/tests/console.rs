@@ -82,10 +82,12 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Starts `keel ARGS` with a new pseudo-terminal as its stdin, stdout and stderr; returns the
-/// session (holding the master side) and the slave side, to inspect the terminal's settings.
-fn open_session(args: &[&str]) -> (Session, OwnedFd) {
+/// session (holding the master side), the slave side (to inspect the terminal's settings),
+/// and the settings the terminal had before keel started.
+fn open_session(args: &[&str]) -> (Session, OwnedFd, termios::Termios) {
     image();
     let pty = openpty(None, None).expect("openpty");
+    let before = termios::tcgetattr(pty.slave.as_fd()).unwrap();
     let dup = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
     let child = Command::new(keel_bin())
         .args(args)
@@ -101,13 +103,13 @@ fn open_session(args: &[&str]) -> (Session, OwnedFd) {
             seen: Vec::new(),
         },
         pty.slave,
+        before,
     )
 }
 
 #[test]
 fn interactive_shell_runs_two_commands_and_powers_off() {
-    let (mut s, slave) = open_session(&["run"]);
-    let before = termios::tcgetattr(slave.as_fd()).unwrap();
+    let (mut s, slave, before) = open_session(&["run"]);
     let at = s.expect("# ", 0, Duration::from_secs(120));
     s.send("echo $((6 * 7))-ok\r");
     let at = s.expect("42-ok", at, Duration::from_secs(30));
@@ -130,8 +132,7 @@ fn interactive_shell_runs_two_commands_and_powers_off() {
 
 #[test]
 fn ctrl_a_x_quits_and_restores_the_terminal() {
-    let (mut s, slave) = open_session(&["run"]);
-    let before = termios::tcgetattr(slave.as_fd()).unwrap();
+    let (mut s, slave, before) = open_session(&["run"]);
     s.expect("# ", 0, Duration::from_secs(120));
     // While keel runs, the terminal is raw: no echo, no line editing, no signals.
     let during = termios::tcgetattr(slave.as_fd()).unwrap();

@@ -4,7 +4,8 @@
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 
 use keel_devices::Uart;
 use keel_machine::ConsoleSink;
@@ -24,8 +25,57 @@ struct InputTarget {
 /// What Ctrl-A X does to the running machine.
 type QuitAction = Arc<Mutex<Option<Box<dyn Fn() + Send>>>>;
 
+/// Guest output on its way to the host: the vCPU appends, a writer thread drains. A byte-
+/// at-a-time UART would otherwise cost one host `write` per byte.
+#[derive(Default)]
+struct OutputQueue {
+    state: Mutex<(Vec<u8>, bool)>,
+    ready: Condvar,
+}
+
+/// The vCPU's end of the queue.
+struct QueueWriter(Arc<OutputQueue>);
+
+impl Write for QueueWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        let was_empty = state.0.is_empty();
+        state.0.extend_from_slice(buf);
+        if was_empty {
+            // Only an empty queue can have the writer asleep: one wake-up per burst.
+            self.0.ready.notify_one();
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        // The writer thread flushes as soon as it has written what it took.
+        Ok(())
+    }
+}
+
+/// Moves queued output to `out` until the queue is closed and empty.
+fn drain_output(queue: Arc<OutputQueue>, mut out: Box<dyn Write + Send>) {
+    loop {
+        let (chunk, closed) = {
+            let mut state = queue.state.lock().unwrap_or_else(|e| e.into_inner());
+            while state.0.is_empty() && !state.1 {
+                state = queue.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+            (std::mem::take(&mut state.0), state.1)
+        };
+        // Output errors (a closed stdout) must not stop the guest: drop the bytes.
+        let _ = out.write_all(&chunk).and_then(|_| out.flush());
+        if closed && chunk.is_empty() {
+            return;
+        }
+    }
+}
+
 pub struct Console {
     sink: ConsoleSink,
+    queue: Arc<OutputQueue>,
+    writer: Mutex<Option<JoinHandle<()>>>,
     panic: Arc<Mutex<Option<String>>>,
     input: Arc<Mutex<InputTarget>>,
     quit: Arc<AtomicBool>,
@@ -69,16 +119,25 @@ impl Write for PanicSpotter {
 }
 
 impl Console {
-    /// A console writing guest output to `out`.
+    /// A console writing guest output to `out`, from a thread of its own (see
+    /// [`Console::finish`]).
     pub fn new(out: Box<dyn Write + Send>) -> Console {
         let panic = Arc::new(Mutex::new(None));
+        let queue = Arc::new(OutputQueue::default());
         let spotter = PanicSpotter {
-            out,
+            out: Box::new(QueueWriter(queue.clone())),
             line: Vec::new(),
             panic: panic.clone(),
         };
+        let drained = queue.clone();
+        let writer = std::thread::Builder::new()
+            .name("keel-stdout".into())
+            .spawn(move || drain_output(drained, out))
+            .ok();
         Console {
             sink: Arc::new(Mutex::new(Box::new(spotter))),
+            queue,
+            writer: Mutex::new(writer),
             panic,
             input: Arc::new(Mutex::new(InputTarget::default())),
             quit: Arc::new(AtomicBool::new(false)),
@@ -88,6 +147,19 @@ impl Console {
 
     pub fn sink(&self) -> ConsoleSink {
         self.sink.clone()
+    }
+
+    /// Writes out everything the guest printed and stops the writer thread. Call before the
+    /// process exits; guest output after this is dropped.
+    pub fn finish(&self) {
+        {
+            let mut state = self.queue.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.1 = true;
+            self.queue.ready.notify_one();
+        }
+        if let Some(t) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = t.join();
+        }
     }
 
     /// The message of the kernel panic the guest printed, if any.
@@ -199,6 +271,7 @@ mod tests {
         for chunk in text.chunks(7) {
             console.sink().lock().unwrap().write_all(chunk).unwrap();
         }
+        console.finish();
         assert_eq!(&cap.0.lock().unwrap()[..], &text[..]);
         assert_eq!(
             console.panic_message().as_deref(),
