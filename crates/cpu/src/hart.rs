@@ -272,11 +272,6 @@ impl Hart {
         self.instret
     }
 
-    /// Counts an instruction the machine completed on the hart's behalf (an SBI `ecall`).
-    pub fn retire_one(&mut self) {
-        self.instret += 1;
-    }
-
     pub fn stats(&self) -> HartStats {
         self.stats
     }
@@ -289,19 +284,6 @@ impl Hart {
     /// comparator, so STIP follows `time >= value` (SBI spec §6.1, Sstc spec §2).
     pub fn set_supervisor_timer(&mut self, value: u64) {
         self.csr.stimecmp = value;
-        self.budget = 0;
-    }
-
-    /// SBI IPI: make a supervisor software interrupt pending.
-    pub fn raise_supervisor_software_interrupt(&mut self) {
-        self.csr.mip_sw |= irq::SSIP;
-        self.budget = 0;
-    }
-
-    /// SBI RFENCE: forget every cached translation.
-    pub fn flush_translations(&mut self) {
-        self.tlb.flush_all();
-        self.flush_jump_cache = true;
         self.budget = 0;
     }
 

@@ -102,11 +102,6 @@ impl HartSignals {
         self.wakeup.notify_all();
     }
 
-    /// True (and cleared) if the hart was kicked since the last call.
-    pub fn take_kick(&self) -> bool {
-        self.kicked.swap(false, Ordering::SeqCst)
-    }
-
     /// Sleeps until kicked or until `timeout` passes.
     pub fn sleep(&self, timeout: Duration) {
         let guard = self.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());

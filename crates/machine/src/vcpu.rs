@@ -47,10 +47,6 @@ impl SoftVcpu {
     pub fn new(cpu: Cpu, sbi: Arc<Sbi>, power: Arc<PowerLatch>) -> SoftVcpu {
         SoftVcpu { cpu, sbi, power }
     }
-
-    pub fn cpu(&self) -> &Cpu {
-        &self.cpu
-    }
 }
 
 impl Vcpu for SoftVcpu {
