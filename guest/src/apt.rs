@@ -29,9 +29,7 @@ pub fn host_archive_uri() -> Option<String> {
 /// Security and other side archives live at their own URIs; keel wants the
 /// one that carries the release itself.
 fn is_main_archive(uri: &str, suites: &[&str]) -> bool {
-    let usable = ["http://", "https://", "file:"]
-        .iter()
-        .any(|s| uri.starts_with(s));
+    let usable = ["http://", "https://", "file:"].iter().any(|s| uri.starts_with(s));
     usable
         && !uri.trim_end_matches('/').ends_with("-security")
         && !suites.iter().any(|s| s.contains("-security"))
@@ -60,12 +58,7 @@ pub fn uri_from_deb822(text: &str) -> Option<String> {
         }
     }
     paragraphs.iter().find_map(|fields| {
-        let get = |k: &str| {
-            fields
-                .iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.as_str())
-        };
+        let get = |k: &str| fields.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
         let types = get("types").unwrap_or("");
         if !types.split_whitespace().any(|t| t == "deb") || get("enabled") == Some("no") {
             return None;
@@ -123,9 +116,7 @@ impl Apt {
                 .map_err(|e| PullError::io(format!("creating {}", d.display()), e))?;
         }
         if !Path::new(KEYRING).exists() {
-            return Err(PullError::Keyring {
-                path: KEYRING.into(),
-            });
+            return Err(PullError::Keyring { path: KEYRING.into() });
         }
         let write = |name: &str, text: String| -> Result<(), PullError> {
             let p = dir.join(name);
@@ -147,11 +138,7 @@ impl Apt {
              #clear APT::Update::Post-Invoke-Success;\n"
                 .to_string(),
         )?;
-        Ok(Apt {
-            dir,
-            uri: uri.to_string(),
-            extra: Vec::new(),
-        })
+        Ok(Apt { dir, uri: uri.to_string(), extra: Vec::new() })
     }
 
     fn options(&self) -> Vec<String> {
@@ -211,11 +198,7 @@ impl Apt {
 
     /// `apt-cache show` of the candidate version: the package's fields.
     pub fn show(&self, package: &str) -> Result<Vec<(String, String)>, PullError> {
-        let out = self.run(
-            "apt-cache",
-            &["show", "--no-all-versions", package],
-            &self.dir,
-        )?;
+        let out = self.run("apt-cache", &["show", "--no-all-versions", package], &self.dir)?;
         let text = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() || text.trim().is_empty() {
             return Err(PullError::PackageMissing {
@@ -269,10 +252,7 @@ pub fn parse_fields(text: &str) -> Vec<(String, String)> {
 }
 
 pub fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    fields
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+    fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
 /// The `linux-image-<version>` package a metapackage's `Depends:` names.
@@ -295,11 +275,7 @@ pub fn last_error(out: &Output) -> String {
     );
     let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("E: ")).collect();
     if errors.is_empty() {
-        let last = text
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
+        let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
         format!("{last} ({})", out.status)
     } else {
         errors.join("\n")
@@ -326,24 +302,15 @@ Components: main
 
     #[test]
     fn deb822_main_archive() {
-        assert_eq!(
-            uri_from_deb822(DEB822).as_deref(),
-            Some("http://deb.debian.org/debian")
-        );
+        assert_eq!(uri_from_deb822(DEB822).as_deref(), Some("http://deb.debian.org/debian"));
         // Security first, a disabled entry, deb-src, a trailing slash and a
         // continuation line: still the main archive.
         let text = "Types: deb\nURIs: http://security.debian.org/debian-security\nSuites: trixie-security\n\n\
                     Types: deb\nEnabled: no\nURIs: http://disabled.example/debian\nSuites: trixie\n\n\
                     Types: deb-src\nURIs: http://src.example/debian\nSuites: trixie\n\n\
                     Types: deb\nURIs:\n  https://mirror.example/debian/\nSuites: trixie\n";
-        assert_eq!(
-            uri_from_deb822(text).as_deref(),
-            Some("https://mirror.example/debian")
-        );
-        assert_eq!(
-            uri_from_deb822("Types: deb\nURIs: cdrom:[x]/\nSuites: trixie\n"),
-            None
-        );
+        assert_eq!(uri_from_deb822(text).as_deref(), Some("https://mirror.example/debian"));
+        assert_eq!(uri_from_deb822("Types: deb\nURIs: cdrom:[x]/\nSuites: trixie\n"), None);
         assert_eq!(uri_from_deb822(""), None);
     }
 
@@ -353,10 +320,7 @@ Components: main
                     deb-src http://src.example/debian bookworm main\n\
                     deb http://security.debian.org/debian-security bookworm-security main\n\
                     deb [ arch=amd64 signed-by=/k.gpg ] http://ftp.example.org/debian/ bookworm main # x\n";
-        assert_eq!(
-            uri_from_one_line(text).as_deref(),
-            Some("http://ftp.example.org/debian")
-        );
+        assert_eq!(uri_from_one_line(text).as_deref(), Some("http://ftp.example.org/debian"));
         assert_eq!(
             uri_from_one_line("deb http://a.example/debian trixie main").as_deref(),
             Some("http://a.example/debian")
@@ -378,10 +342,7 @@ Components: main
         let err = apt.update().unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, PullError::ArchiveUnreachable { .. }), "{msg}");
-        assert!(
-            msg.contains("http://127.0.0.1:9/debian") && msg.contains("E: "),
-            "{msg}"
-        );
+        assert!(msg.contains("http://127.0.0.1:9/debian") && msg.contains("E: "), "{msg}");
         let err = apt.show("linux-image-riscv64").unwrap_err();
         assert!(matches!(err, PullError::PackageMissing { .. }), "{err}");
         // Nothing of it outside the cache directory.
@@ -401,9 +362,6 @@ Components: main
             kernel_package_from_depends(field(&f, "Depends").unwrap()).as_deref(),
             Some("linux-image-6.12.107+deb13-riscv64")
         );
-        assert_eq!(
-            kernel_package_from_depends("linux-image-riscv64-signed, kmod"),
-            None
-        );
+        assert_eq!(kernel_package_from_depends("linux-image-riscv64-signed, kmod"), None);
     }
 }

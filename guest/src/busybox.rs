@@ -38,14 +38,8 @@ fn applet_names(bin: &[u8]) -> Option<Vec<String>> {
             break;
         }
         let name = std::str::from_utf8(&rest[..end]).ok()?;
-        let valid = name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"[-_.".contains(&b));
-        if !valid
-            || names
-                .last()
-                .is_some_and(|last: &String| last.as_str() >= name)
-        {
+        let valid = name.bytes().all(|b| b.is_ascii_alphanumeric() || b"[-_.".contains(&b));
+        if !valid || names.last().is_some_and(|last: &String| last.as_str() >= name) {
             return None;
         }
         names.push(name.to_string());
@@ -105,9 +99,8 @@ mod tests {
         bin
     }
 
-    const NAMES: &[&str] = &[
-        "[", "[[", "awk", "cat", "chroot", "env", "linuxrc", "modprobe", "mount", "sh",
-    ];
+    const NAMES: &[&str] =
+        &["[", "[[", "awk", "cat", "chroot", "env", "linuxrc", "modprobe", "mount", "sh"];
     const DIRS: &[u8] = &[3, 3, 3, 1, 4, 3, 0, 2, 1, 1];
 
     #[test]

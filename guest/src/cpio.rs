@@ -41,18 +41,10 @@ impl Entry {
         Self::new(path, S_IFLNK | 0o777, target.as_bytes().to_vec())
     }
     pub fn char_dev(path: &str, perm: u32, major: u32, minor: u32) -> Self {
-        Entry {
-            rdev: (major, minor),
-            ..Self::new(path, S_IFCHR | perm, Vec::new())
-        }
+        Entry { rdev: (major, minor), ..Self::new(path, S_IFCHR | perm, Vec::new()) }
     }
     fn new(path: &str, mode: u32, data: Vec<u8>) -> Self {
-        Entry {
-            path: path.trim_start_matches('/').to_string(),
-            mode,
-            rdev: (0, 0),
-            data,
-        }
+        Entry { path: path.trim_start_matches('/').to_string(), mode, rdev: (0, 0), data }
     }
 }
 
@@ -92,9 +84,7 @@ pub fn write_archive<W: Write>(out: &mut W, entries: &[Entry]) -> io::Result<usi
         // on a regular file as a hard link candidate and would look it up.
         let nlink = if e.mode & 0o170000 == S_IFDIR { 2 } else { 1 };
         let ino = u32::try_from(i + 1).map_err(|_| too_big(&e.path))?;
-        let fields = [
-            ino, e.mode, 0, 0, nlink, 0, size, 0, 0, e.rdev.0, e.rdev.1, name_len, 0,
-        ];
+        let fields = [ino, e.mode, 0, 0, nlink, 0, size, 0, 0, e.rdev.0, e.rdev.1, name_len, 0];
         write_header(out, &fields, &e.path, &mut written)?;
         out.write_all(&e.data)?;
         out.write_all(&[0u8; 3][..pad4(e.data.len())])?;
@@ -122,9 +112,8 @@ pub fn parse_archive(buf: &[u8]) -> Result<Vec<Entry>, String> {
     let mut pos = 0usize;
     let mut entries = Vec::new();
     loop {
-        let header = buf
-            .get(pos..pos + HEADER_LEN)
-            .ok_or_else(|| format!("truncated header at {pos}"))?;
+        let header =
+            buf.get(pos..pos + HEADER_LEN).ok_or_else(|| format!("truncated header at {pos}"))?;
         if &header[..6] != MAGIC {
             return Err(format!("bad magic at {pos}"));
         }
@@ -142,9 +131,7 @@ pub fn parse_archive(buf: &[u8]) -> Result<Vec<Entry>, String> {
             return Err(format!("empty name at {pos}"));
         }
         let name_start = pos + HEADER_LEN;
-        let name_bytes = buf
-            .get(name_start..name_start + name_len)
-            .ok_or("truncated name")?;
+        let name_bytes = buf.get(name_start..name_start + name_len).ok_or("truncated name")?;
         if name_bytes[name_len - 1] != 0 {
             return Err(format!("name not NUL-terminated at {pos}"));
         }
@@ -164,12 +151,7 @@ pub fn parse_archive(buf: &[u8]) -> Result<Vec<Entry>, String> {
         let data_pad = pad4(data_start + size);
         check_zero(buf, data_start + size, data_pad)?;
         pos = data_start + size + data_pad;
-        entries.push(Entry {
-            path: name,
-            mode,
-            rdev,
-            data,
-        });
+        entries.push(Entry { path: name, mode, rdev, data });
     }
 }
 
@@ -266,11 +248,7 @@ mod tests {
         };
         child.stdin.take().unwrap().write_all(&buf).unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let listing = String::from_utf8(out.stdout).unwrap();
         let lines: Vec<&str> = listing.lines().collect();
         assert_eq!(lines.len(), 7, "{listing}");

@@ -81,14 +81,10 @@ fn sections(elf: &[u8]) -> Result<(Vec<Shdr>, usize), String> {
     if shentsize != SHDR_SIZE || shstrndx >= shnum {
         return Err(bad());
     }
-    let table = elf
-        .get(shoff..shoff.checked_add(shnum * SHDR_SIZE).ok_or_else(bad)?)
-        .ok_or_else(bad)?;
-    let shdrs = table
-        .chunks(SHDR_SIZE)
-        .map(Shdr::parse)
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(bad)?;
+    let table =
+        elf.get(shoff..shoff.checked_add(shnum * SHDR_SIZE).ok_or_else(bad)?).ok_or_else(bad)?;
+    let shdrs =
+        table.chunks(SHDR_SIZE).map(Shdr::parse).collect::<Option<Vec<_>>>().ok_or_else(bad)?;
     Ok((shdrs, shstrndx))
 }
 
@@ -119,16 +115,10 @@ pub fn strip_local_labels(elf: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     // Sections that name symbols by index in ways we don't rewrite.
-    if shdrs
-        .iter()
-        .any(|s| s.kind == SHT_GROUP || s.kind == SHT_SYMTAB_SHNDX)
-    {
+    if shdrs.iter().any(|s| s.kind == SHT_GROUP || s.kind == SHT_SYMTAB_SHNDX) {
         return None;
     }
-    let mut symtabs = shdrs
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.kind == SHT_SYMTAB);
+    let mut symtabs = shdrs.iter().enumerate().filter(|(_, s)| s.kind == SHT_SYMTAB);
     let (symtab_idx, symtab) = symtabs.next()?;
     if symtabs.next().is_some() || symtab.size % SYM_SIZE != 0 {
         return None;
@@ -204,11 +194,7 @@ pub fn strip_local_labels(elf: &[u8]) -> Option<Vec<u8>> {
         }
         let ns = &mut new_shdrs[i];
         ns.offset = out.len();
-        ns.size = if s.kind == SHT_NOBITS {
-            s.size
-        } else {
-            data.len()
-        };
+        ns.size = if s.kind == SHT_NOBITS { s.size } else { data.len() };
         if i == symtab_idx {
             ns.info = new_locals;
         }
@@ -244,21 +230,10 @@ pub(crate) mod tests_support {
             s[8..16].copy_from_slice(&value.to_le_bytes());
             s
         };
-        let symtab: Vec<u8> = [
-            sym(0, 0, 0),
-            sym(1, 0, 4),
-            sym(6, 0, 8),
-            sym(10, 2, 0),
-            sym(12, 0x12, 12),
-        ]
-        .concat();
+        let symtab: Vec<u8> =
+            [sym(0, 0, 0), sym(1, 0, 4), sym(6, 0, 8), sym(10, 2, 0), sym(12, 0x12, 12)].concat();
         let rela = |off: u64, sym: u64, kind: u64| {
-            [
-                off.to_le_bytes(),
-                ((sym << 32) | kind).to_le_bytes(),
-                0u64.to_le_bytes(),
-            ]
-            .concat()
+            [off.to_le_bytes(), ((sym << 32) | kind).to_le_bytes(), 0u64.to_le_bytes()].concat()
         };
         let relas = [rela(0, 1, 24), rela(4, 4, 19)].concat();
         let text = [0x13u8, 0, 0, 0].repeat(4);
@@ -333,18 +308,12 @@ mod tests {
         assert_eq!(shdrs[3].info, 3);
         // Relocations point at the same symbols under their new numbers.
         let rela = section(&out, ".rela.text").unwrap();
-        let syms: Vec<u64> = rela
-            .chunks(24)
-            .map(|r| u64_at(r, 8).unwrap() >> 32)
-            .collect();
+        let syms: Vec<u64> = rela.chunks(24).map(|r| u64_at(r, 8).unwrap() >> 32).collect();
         assert_eq!(syms, [1, 3]);
         assert_eq!(u64_at(rela, 8).unwrap() & 0xffff_ffff, 24);
         // Other sections unchanged, signature dropped, alignment kept.
         assert_eq!(section(&out, ".modinfo").unwrap(), b"name=x\0");
-        assert_eq!(
-            section(&out, ".text").unwrap(),
-            section(&elf, ".text").unwrap()
-        );
+        assert_eq!(section(&out, ".text").unwrap(), section(&elf, ".text").unwrap());
         assert!(shdrs.iter().all(|s| s.offset % s.align == 0));
         assert!(!out.windows(9).any(|w| w == b"signature"));
         // Nothing left to strip the second time.

@@ -78,11 +78,7 @@ pub fn build(root: &Path, kernel_version: &str) -> Result<Initramfs, String> {
     }
     let modbase = format!("lib/modules/{kernel_version}");
     for m in &set.modules {
-        entries.push(Entry::file(
-            &format!("{modbase}/{}", m.rel_path),
-            0o644,
-            m.data.clone(),
-        ));
+        entries.push(Entry::file(&format!("{modbase}/{}", m.rel_path), 0o644, m.data.clone()));
     }
     entries.push(Entry::file(
         &format!("{modbase}/modules.dep"),
@@ -114,11 +110,7 @@ pub fn build(root: &Path, kernel_version: &str) -> Result<Initramfs, String> {
 
     let mut bytes = Vec::new();
     cpio::write_archive(&mut bytes, &entries).map_err(|e| e.to_string())?;
-    Ok(Initramfs {
-        bytes,
-        modules: set,
-        applet_links: links.len(),
-    })
+    Ok(Initramfs { bytes, modules: set, applet_links: links.len() })
 }
 
 #[cfg(test)]
@@ -140,19 +132,10 @@ mod tests {
             ("kernel/net/core/failover.ko", "depends=\0"),
             ("kernel/drivers/virtio/virtio_balloon.ko", "depends=\0"),
             ("kernel/drivers/char/hw_random/virtio-rng.ko", "depends=\0"),
-            (
-                "kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko",
-                "depends=vsock\0",
-            ),
+            ("kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko", "depends=vsock\0"),
             ("kernel/net/vmw_vsock/vsock.ko", "depends=\0"),
-            (
-                "kernel/fs/ext4/ext4.ko",
-                "depends=\0softdep=pre: crypto-crc32c\0",
-            ),
-            (
-                "kernel/crypto/crc32c_generic.ko",
-                "depends=\0alias=crypto-crc32c\0",
-            ),
+            ("kernel/fs/ext4/ext4.ko", "depends=\0softdep=pre: crypto-crc32c\0"),
+            ("kernel/crypto/crc32c_generic.ko", "depends=\0alias=crypto-crc32c\0"),
         ] {
             let p = moddir.join(rel);
             fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -160,21 +143,15 @@ mod tests {
         }
         let built = build(&root, kv).unwrap();
         let entries = cpio::parse_archive(&built.bytes).unwrap();
-        let find = |p: &str| {
-            entries
-                .iter()
-                .find(|e| e.path == p)
-                .unwrap_or_else(|| panic!("{p} missing"))
-        };
+        let find =
+            |p: &str| entries.iter().find(|e| e.path == p).unwrap_or_else(|| panic!("{p} missing"));
         assert_eq!(find("init").mode, cpio::S_IFREG | 0o755);
         assert_eq!(find("init").data, INIT_SCRIPT.as_bytes());
         assert_eq!(find("bin/busybox").mode, cpio::S_IFREG | 0o755);
         assert_eq!(find("dev/console").mode, cpio::S_IFCHR | 0o600);
         assert_eq!(find("dev/console").rdev, (5, 1));
         assert_eq!(find("dev/null").rdev, (1, 3));
-        for d in [
-            "dev", "proc", "sys", "tmp", "etc", "root", "run", "sbin", "usr/bin",
-        ] {
+        for d in ["dev", "proc", "sys", "tmp", "etc", "root", "run", "sbin", "usr/bin"] {
             assert_eq!(find(d).mode & 0o170000, cpio::S_IFDIR, "{d}");
         }
         let dep =

@@ -68,10 +68,7 @@ pub enum PullError {
 
 impl PullError {
     pub(crate) fn io(context: impl Into<String>, error: io::Error) -> Self {
-        PullError::Io {
-            context: context.into(),
-            error,
-        }
+        PullError::Io { context: context.into(), error }
     }
 }
 
@@ -109,9 +106,7 @@ impl ImageCache {
         if let Some(dir) = var("XDG_CACHE_HOME").filter(|d| d.is_absolute()) {
             return Ok(Self::new(dir.join("keel")));
         }
-        var("HOME")
-            .map(|h| Self::new(h.join(".cache").join("keel")))
-            .ok_or(PullError::NoCacheDir)
+        var("HOME").map(|h| Self::new(h.join(".cache").join("keel"))).ok_or(PullError::NoCacheDir)
     }
 
     pub fn root(&self) -> &Path {
@@ -170,10 +165,7 @@ impl Manifest {
         self.0.push((key.to_string(), value.to_string()));
     }
     pub(crate) fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
     fn parse(text: &str) -> Self {
         Manifest(
@@ -197,9 +189,9 @@ impl Manifest {
 /// FNV-1a of the embedded `/init`: a cached image built with another
 /// `/init` is stale, and the next pull puts the current one in.
 fn init_hash() -> String {
-    let h = INIT_SCRIPT.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    });
+    let h = INIT_SCRIPT
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
     format!("{h:016x}")
 }
 
@@ -221,11 +213,7 @@ fn base64(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
         for i in 0..4 {
             if i <= chunk.len() {

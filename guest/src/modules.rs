@@ -73,9 +73,9 @@ pub fn parse_modinfo(section: &[u8]) -> ModInfo {
         };
         match key {
             "name" => info.name = Some(value.to_string()),
-            "depends" => info
-                .depends
-                .extend(value.split(',').filter(|d| !d.is_empty()).map(normalize)),
+            "depends" => {
+                info.depends.extend(value.split(',').filter(|d| !d.is_empty()).map(normalize))
+            }
             "alias" => info.aliases.push(value.to_string()),
             "softdep" => {
                 // e.g. "pre: crypto-crc32c post: foo": keep the words after
@@ -122,9 +122,7 @@ fn index(moddir: &Path) -> Result<BTreeMap<String, String>, String> {
                 continue;
             }
             let file = path.file_name().unwrap_or_default().to_string_lossy();
-            let stem = file
-                .strip_suffix(".ko.xz")
-                .or_else(|| file.strip_suffix(".ko"));
+            let stem = file.strip_suffix(".ko.xz").or_else(|| file.strip_suffix(".ko"));
             if let Some(stem) = stem {
                 let rel = path.strip_prefix(moddir).map_err(|e| e.to_string())?;
                 map.insert(normalize(stem), rel.to_string_lossy().into_owned());
@@ -158,15 +156,7 @@ pub fn collect(moddir: &Path, wanted: &[&str]) -> Result<ModuleSet, String> {
             pending.extend(info.depends.iter().cloned());
             edges.insert(name.clone(), info.depends.iter().cloned().collect());
             let rel_path = rel.strip_suffix(".xz").unwrap_or(rel).to_string();
-            picked.insert(
-                name.clone(),
-                Module {
-                    name,
-                    rel_path,
-                    data,
-                    info,
-                },
-            );
+            picked.insert(name.clone(), Module { name, rel_path, data, info });
         }
         // Softdeps name a module or an alias. Aliases are looked up among the
         // modules picked so far (WANTED lists the providers it needs), since
@@ -205,10 +195,8 @@ pub fn collect(moddir: &Path, wanted: &[&str]) -> Result<ModuleSet, String> {
 
     let mut modules: Vec<Module> = picked.into_values().collect();
     modules.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
-    let path_of: BTreeMap<&str, &str> = modules
-        .iter()
-        .map(|m| (m.name.as_str(), m.rel_path.as_str()))
-        .collect();
+    let path_of: BTreeMap<&str, &str> =
+        modules.iter().map(|m| (m.name.as_str(), m.rel_path.as_str())).collect();
     let mut modules_dep = String::new();
     for m in &modules {
         // modules.dep lists the full closure with the first module to load
@@ -226,12 +214,7 @@ pub fn collect(moddir: &Path, wanted: &[&str]) -> Result<ModuleSet, String> {
     }
     let mut alias_lines: Vec<String> = modules
         .iter()
-        .flat_map(|m| {
-            m.info
-                .aliases
-                .iter()
-                .map(move |a| format!("alias {a} {}\n", m.name))
-        })
+        .flat_map(|m| m.info.aliases.iter().map(move |a| format!("alias {a} {}\n", m.name)))
         .collect();
     alias_lines.sort();
     Ok(ModuleSet {
@@ -294,26 +277,14 @@ mod tests {
             "kernel/fs/ext4/ext4.ko.xz",
             "depends=jbd2,mbcache\0softdep=pre: crypto-crc32c\0name=ext4\0",
         );
-        m(
-            "kernel/fs/jbd2/jbd2.ko.xz",
-            "depends=\0softdep=pre: crypto-crc32c\0",
-        );
+        m("kernel/fs/jbd2/jbd2.ko.xz", "depends=\0softdep=pre: crypto-crc32c\0");
         m("kernel/fs/mbcache.ko.xz", "depends=\0");
-        m(
-            "kernel/crypto/crc32c_generic.ko.xz",
-            "alias=crypto-crc32c\0depends=\0",
-        );
-        m(
-            "kernel/drivers/char/virtio-rng.ko.xz",
-            "depends=\0softdep=pre: nothing-here\0",
-        );
+        m("kernel/crypto/crc32c_generic.ko.xz", "alias=crypto-crc32c\0depends=\0");
+        m("kernel/drivers/char/virtio-rng.ko.xz", "depends=\0softdep=pre: nothing-here\0");
         m("kernel/drivers/other.ko.xz", "depends=\0");
         let set = collect(&dir, &["ext4", "virtio-rng", "crc32c_generic"]).unwrap();
         let names: Vec<&str> = set.modules.iter().map(|m| m.name.as_str()).collect();
-        assert_eq!(
-            names,
-            ["crc32c_generic", "virtio_rng", "ext4", "jbd2", "mbcache"]
-        );
+        assert_eq!(names, ["crc32c_generic", "virtio_rng", "ext4", "jbd2", "mbcache"]);
         assert_eq!(
             set.modules_dep,
             "kernel/crypto/crc32c_generic.ko:\n\

@@ -89,15 +89,9 @@ pub fn pull(
             .unwrap_or_default()
     };
 
-    progress(&format!(
-        "keel: [2/{STEPS}] downloading {kernel_pkg}{}...",
-        size(&kernel_fields)
-    ));
+    progress(&format!("keel: [2/{STEPS}] downloading {kernel_pkg}{}...", size(&kernel_fields)));
     let kernel_deb = apt.download(&kernel_pkg, &debs)?;
-    progress(&format!(
-        "keel: [3/{STEPS}] downloading {BUSYBOX}{}...",
-        size(&busybox_fields)
-    ));
+    progress(&format!("keel: [3/{STEPS}] downloading {BUSYBOX}{}...", size(&busybox_fields)));
     let busybox_deb = apt.download(BUSYBOX, &debs)?;
 
     progress(&format!("keel: [4/{STEPS}] unpacking the packages..."));
@@ -128,19 +122,11 @@ pub fn pull(
     manifest.set("archive", format!("{uri} {}", apt::SUITE));
     manifest.set("vmlinux_size", vmlinux_size);
     manifest.set("initrd_size", initrd.bytes.len());
-    let names: Vec<&str> = initrd
-        .modules
-        .modules
-        .iter()
-        .map(|m| m.name.as_str())
-        .collect();
+    let names: Vec<&str> = initrd.modules.modules.iter().map(|m| m.name.as_str()).collect();
     manifest.set("modules", names.join(","));
     manifest.set("applet_links", initrd.applet_links);
     if !initrd.modules.unresolved_softdeps.is_empty() {
-        manifest.set(
-            "unresolved_softdeps",
-            initrd.modules.unresolved_softdeps.join(","),
-        );
+        manifest.set("unresolved_softdeps", initrd.modules.unresolved_softdeps.join(","));
     }
     // Written last: its presence is what marks the image complete.
     let manifest_path = out.join(MANIFEST);
@@ -166,10 +152,8 @@ pub fn pull(
 /// only a `.default.tmp-*`, which the next pull removes.
 fn temp_dir(cache: &ImageCache) -> Result<TempDir, PullError> {
     let images = cache.images_dir();
-    let not_writable = |error| PullError::CacheNotWritable {
-        path: cache.root().to_path_buf(),
-        error,
-    };
+    let not_writable =
+        |error| PullError::CacheNotWritable { path: cache.root().to_path_buf(), error };
     fs::create_dir_all(&images).map_err(not_writable)?;
     remove_stale_temp_dirs(&images);
     let tmp = TempDir(images.join(format!(".default.tmp-{}", std::process::id())));
@@ -230,14 +214,12 @@ fn check_tool(tool: &'static str) -> Result<(), PullError> {
 }
 
 fn extract(deb: &Path, dest: &Path) -> Result<(), PullError> {
-    let out = Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(deb)
-        .arg(dest)
-        .output()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => PullError::ToolMissing { tool: "dpkg-deb" },
-            _ => PullError::io("running dpkg-deb", e),
+    let out =
+        Command::new("dpkg-deb").arg("-x").arg(deb).arg(dest).output().map_err(|e| {
+            match e.kind() {
+                std::io::ErrorKind::NotFound => PullError::ToolMissing { tool: "dpkg-deb" },
+                _ => PullError::io("running dpkg-deb", e),
+            }
         })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -294,9 +276,7 @@ fn remove_stale_temp_dirs(images: &Path) {
     };
     for ent in rd.flatten() {
         let name = ent.file_name().to_string_lossy().into_owned();
-        let pid = name
-            .strip_prefix(".default.tmp-")
-            .or_else(|| name.strip_prefix(".default.old-"));
+        let pid = name.strip_prefix(".default.tmp-").or_else(|| name.strip_prefix(".default.old-"));
         if let Some(pid) = pid {
             if !process_alive(pid) {
                 let _ = fs::remove_dir_all(ent.path());
@@ -312,9 +292,7 @@ fn process_alive(pid: &str) -> bool {
         return false;
     };
     // "PID (comm) STATE ...": comm may hold spaces and parentheses.
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next());
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
     state != Some("Z") && state != Some("X")
 }
 
@@ -333,11 +311,7 @@ mod tests {
         install(&built, &dest).unwrap();
         assert_eq!(fs::read_to_string(dest.join("f")).unwrap(), "new");
         assert!(!built.exists());
-        assert_eq!(
-            fs::read_dir(&dir).unwrap().count(),
-            1,
-            "old copy left behind"
-        );
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "old copy left behind");
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -35,10 +35,7 @@ fn base64_matches_rfc4648_vectors() {
 #[test]
 fn command_param_format() {
     let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    assert_eq!(
-        command_param(&args(&["uname", "-m"])),
-        "keel.cmd=dW5hbWU=,LW0="
-    );
+    assert_eq!(command_param(&args(&["uname", "-m"])), "keel.cmd=dW5hbWU=,LW0=");
     assert_eq!(command_param(&args(&["true"])), "keel.cmd=dHJ1ZQ==");
     assert_eq!(command_param(&args(&["a", ""])), "keel.cmd=YQ==,");
     assert_eq!(command_param(&[]), "keel.cmd=");
@@ -47,12 +44,8 @@ fn command_param_format() {
 
 /// The decoding block of the real /init, between its markers.
 fn init_decode_block() -> &'static str {
-    let start = INIT_SCRIPT
-        .find("# --- keel:decode-begin ---")
-        .expect("begin marker");
-    let end = INIT_SCRIPT
-        .find("# --- keel:decode-end ---")
-        .expect("end marker");
+    let start = INIT_SCRIPT.find("# --- keel:decode-begin ---").expect("begin marker");
+    let end = INIT_SCRIPT.find("# --- keel:decode-end ---").expect("end marker");
     &INIT_SCRIPT[start..end]
 }
 
@@ -70,11 +63,7 @@ fn decode_with(shell: &str, cmdline: &str) -> Option<Vec<String>> {
         .env("TMPDIR", std::env::temp_dir())
         .output()
         .ok()?;
-    assert!(
-        out.status.success(),
-        "{shell}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{shell}: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     let (args, found) = text.rsplit_once("found=").unwrap();
     match found {
@@ -89,75 +78,33 @@ fn decode_with(shell: &str, cmdline: &str) -> Option<Vec<String>> {
 
 #[test]
 fn command_param_round_trips_through_init() {
-    let long: String = (0..300)
-        .map(|i| char::from(b'!' + (i % 90) as u8))
-        .collect();
+    let long: String = (0..300).map(|i| char::from(b'!' + (i % 90) as u8)).collect();
     let cases: Vec<Vec<&str>> = vec![
         vec!["uname", "-m"],
-        vec![
-            "printf",
-            "[%s]\n",
-            "",
-            "a b",
-            "it's \"quoted\"",
-            "trailing\n\n",
-            "",
-        ],
+        vec!["printf", "[%s]\n", "", "a b", "it's \"quoted\"", "trailing\n\n", ""],
         vec!["sh", "-c", "exit 3"],
-        vec![
-            "*",
-            "$HOME",
-            "`id`",
-            "\\",
-            ",",
-            "=",
-            "x\ty",
-            "-n",
-            "\u{fc}ber",
-            "\n",
-        ],
+        vec!["*", "$HOME", "`id`", "\\", ",", "=", "x\ty", "-n", "\u{fc}ber", "\n"],
         vec!["1", "12", "123", "1234", long.as_str()],
         vec![""],
     ];
     // /bin/sh is dash on Debian; bash, when present, is a second opinion.
     // busybox ash runs it for real in the QEMU test.
-    let shells: Vec<&str> = ["/bin/sh", "/bin/bash"]
-        .into_iter()
-        .filter(|s| Path::new(s).exists())
-        .collect();
+    let shells: Vec<&str> =
+        ["/bin/sh", "/bin/bash"].into_iter().filter(|s| Path::new(s).exists()).collect();
     assert!(!shells.is_empty());
     for shell in shells {
         for case in &cases {
             let args: Vec<String> = case.iter().map(|s| s.to_string()).collect();
-            let cmdline = format!(
-                "console=ttyS0 panic=-1 {} loglevel=1 x=*",
-                command_param(&args)
-            );
-            assert_eq!(
-                decode_with(shell, &cmdline),
-                Some(args.clone()),
-                "{shell} {case:?}"
-            );
+            let cmdline = format!("console=ttyS0 panic=-1 {} loglevel=1 x=*", command_param(&args));
+            assert_eq!(decode_with(shell, &cmdline), Some(args.clone()), "{shell} {case:?}");
         }
-        assert_eq!(
-            decode_with(shell, "console=ttyS0 quiet"),
-            None,
-            "{shell}: no keel.cmd"
-        );
+        assert_eq!(decode_with(shell, "console=ttyS0 quiet"), None, "{shell}: no keel.cmd");
         // Cut short by the kernel's command-line limit: flagged, not run.
         let cut = &command_param(&["echo".into(), long.clone()])[..200];
-        assert_eq!(
-            decode_with(shell, cut),
-            Some(vec!["<bad>".to_string()]),
-            "{shell}"
-        );
+        assert_eq!(decode_with(shell, cut), Some(vec!["<bad>".to_string()]), "{shell}");
         // A NUL can't be in an argv; the rest aren't base64.
-        for bad in [
-            "keel.cmd=AA==",
-            "keel.cmd=dHJ1ZQ==,d*E=",
-            "keel.cmd=dHJ1Z===",
-            "keel.cmd=d=Jz",
-        ] {
+        for bad in ["keel.cmd=AA==", "keel.cmd=dHJ1ZQ==,d*E=", "keel.cmd=dHJ1Z===", "keel.cmd=d=Jz"]
+        {
             let got = decode_with(shell, bad);
             assert_eq!(got, Some(vec!["<bad>".to_string()]), "{shell} {bad}");
         }
@@ -167,38 +114,16 @@ fn command_param_round_trips_through_init() {
 #[test]
 fn cache_dir_rules() {
     let env = |pairs: &'static [(&str, &str)]| {
-        move |k: &str| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| OsString::from(v))
-        }
+        move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| OsString::from(v))
     };
     let root = |r: Result<ImageCache, PullError>| r.unwrap().root().to_path_buf();
-    let all = &[
-        ("KEEL_CACHE_DIR", "/k"),
-        ("XDG_CACHE_HOME", "/x"),
-        ("HOME", "/h"),
-    ];
+    let all = &[("KEEL_CACHE_DIR", "/k"), ("XDG_CACHE_HOME", "/x"), ("HOME", "/h")];
     assert_eq!(root(ImageCache::from_lookup(env(all))), Path::new("/k"));
-    let xdg = &[
-        ("KEEL_CACHE_DIR", ""),
-        ("XDG_CACHE_HOME", "/x"),
-        ("HOME", "/h"),
-    ];
-    assert_eq!(
-        root(ImageCache::from_lookup(env(xdg))),
-        Path::new("/x/keel")
-    );
+    let xdg = &[("KEEL_CACHE_DIR", ""), ("XDG_CACHE_HOME", "/x"), ("HOME", "/h")];
+    assert_eq!(root(ImageCache::from_lookup(env(xdg))), Path::new("/x/keel"));
     let rel = &[("XDG_CACHE_HOME", "rel"), ("HOME", "/h")];
-    assert_eq!(
-        root(ImageCache::from_lookup(env(rel))),
-        Path::new("/h/.cache/keel")
-    );
-    assert!(matches!(
-        ImageCache::from_lookup(env(&[])),
-        Err(PullError::NoCacheDir)
-    ));
+    assert_eq!(root(ImageCache::from_lookup(env(rel))), Path::new("/h/.cache/keel"));
+    assert!(matches!(ImageCache::from_lookup(env(&[])), Err(PullError::NoCacheDir)));
 }
 
 #[test]
@@ -253,11 +178,7 @@ fn stale_init_is_swapped_without_download() {
     m.set("initrd_size", initrd.len());
     m.set("modules", "a,b");
     let old_init = "0123456789abcdef";
-    fs::write(
-        img.join(MANIFEST),
-        m.render().replace(&init_hash(), old_init),
-    )
-    .unwrap();
+    fs::write(img.join(MANIFEST), m.render().replace(&init_hash(), old_init)).unwrap();
     assert_eq!(cache.default_image(), None, "stale /init");
 
     let mut said = Vec::new();
@@ -269,17 +190,11 @@ fn stale_init_is_swapped_without_download() {
     assert_eq!(new[2].data, INIT_SCRIPT.as_bytes());
     assert_eq!(fs::read(&image.kernel).unwrap(), b"kernel");
     let manifest = fs::read_to_string(img.join(MANIFEST)).unwrap();
-    assert!(
-        manifest.contains("modules=a,b\n") && !manifest.contains(old_init),
-        "{manifest}"
-    );
+    assert!(manifest.contains("modules=a,b\n") && !manifest.contains(old_init), "{manifest}");
     assert_eq!(manifest.matches("init=").count(), 1, "{manifest}");
     // Nothing left beside the image.
-    let names: Vec<_> = fs::read_dir(cache.images_dir())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
+    let names: Vec<_> =
+        fs::read_dir(cache.images_dir()).unwrap().flatten().map(|e| e.file_name()).collect();
     assert_eq!(names, ["default"]);
     fs::remove_dir_all(&dir).unwrap();
 }
@@ -301,21 +216,10 @@ fn unwritable_cache_is_reported() {
 fn init_script_shape() {
     assert!(INIT_SCRIPT.starts_with("#!/bin/busybox sh\n"));
     // /init must never fall off the end: PID 1 exiting panics the kernel.
-    assert!(INIT_SCRIPT
-        .trim_end()
-        .ends_with("exec /bin/busybox poweroff -f"));
+    assert!(INIT_SCRIPT.trim_end().ends_with("exec /bin/busybox poweroff -f"));
     // Host syntax check (dash): catches quoting slips before a guest boot.
-    let out = Command::new("/bin/sh")
-        .arg("-n")
-        .arg("-c")
-        .arg(INIT_SCRIPT)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("/bin/sh").arg("-n").arg("-c").arg(INIT_SCRIPT).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Network: pulls the real image into `$KEEL_TEST_CACHE` (default
@@ -339,24 +243,13 @@ fn real_pull() {
     let initrd = fs::read(&image.initrd).unwrap();
     let entries = cpio::parse_archive(&initrd).unwrap();
     let dep_path = format!("lib/modules/{}/modules.dep", image.kernel_version);
-    let dep = entries
-        .iter()
-        .find(|e| e.path == dep_path)
-        .expect("modules.dep");
+    let dep = entries.iter().find(|e| e.path == dep_path).expect("modules.dep");
     let dep = String::from_utf8(dep.data.clone()).unwrap();
     eprintln!("{dep}");
-    for m in [
-        "virtio_mmio.ko:",
-        "virtio_blk.ko:",
-        "virtio-rng.ko:",
-        "ext4.ko:",
-    ] {
+    for m in ["virtio_mmio.ko:", "virtio_blk.ko:", "virtio-rng.ko:", "ext4.ko:"] {
         assert!(dep.contains(m), "{m}");
     }
-    assert!(
-        dep.contains("kernel/crypto/crc32c_generic.ko\n"),
-        "ext4's softdep"
-    );
+    assert!(dep.contains("kernel/crypto/crc32c_generic.ko\n"), "ext4's softdep");
     // Every module listed is in the archive, decompressed.
     for line in dep.lines() {
         let ko = line.split(':').next().unwrap();
@@ -365,10 +258,7 @@ fn real_pull() {
         assert!(e.data.starts_with(b"\x7fELF"));
     }
     // busybox's applets come as symlinks in the archive, where it installs them.
-    let modprobe = entries
-        .iter()
-        .find(|e| e.path == "sbin/modprobe")
-        .expect("applet links");
+    let modprobe = entries.iter().find(|e| e.path == "sbin/modprobe").expect("applet links");
     assert_eq!(modprobe.mode, cpio::S_IFLNK | 0o777);
     assert_eq!(modprobe.data, b"/bin/busybox");
     assert!(entries.iter().any(|e| e.path == "usr/bin/env"));

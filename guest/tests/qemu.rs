@@ -31,16 +31,7 @@ fn boot(image: &GuestImage, args: &[&str], extra: &[&str]) -> Run {
     let append = format!("console=ttyS0 panic=-1 loglevel=1 {}", command_param(&args));
     let start = Instant::now();
     let out = Command::new("qemu-system-riscv64")
-        .args([
-            "-M",
-            "virt",
-            "-m",
-            "256",
-            "-smp",
-            "1",
-            "-nographic",
-            "-no-reboot",
-        ])
+        .args(["-M", "virt", "-m", "256", "-smp", "1", "-nographic", "-no-reboot"])
         .arg("-kernel")
         .arg(&image.kernel)
         .arg("-initrd")
@@ -54,24 +45,13 @@ fn boot(image: &GuestImage, args: &[&str], extra: &[&str]) -> Run {
     // OpenSBI (QEMU's firmware) prints a banner ending in "Boot HART ..."
     // lines; everything after it comes from the guest.
     let all = out.stdout;
-    let anchor = all
-        .windows(9)
-        .rposition(|w| w == b"Boot HART")
-        .expect("OpenSBI banner");
+    let anchor = all.windows(9).rposition(|w| w == b"Boot HART").expect("OpenSBI banner");
     let nl = anchor + all[anchor..].iter().position(|&b| b == b'\n').unwrap();
-    Run {
-        status: out.status.code().unwrap_or(-1),
-        output: all[nl + 1..].to_vec(),
-        wall,
-    }
+    Run { status: out.status.code().unwrap_or(-1), output: all[nl + 1..].to_vec(), wall }
 }
 
 fn host(cmd: &str) -> Vec<u8> {
-    Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .unwrap()
-        .stdout
+    Command::new("sh").args(["-c", cmd]).output().unwrap().stdout
 }
 
 #[test]
@@ -79,10 +59,7 @@ fn host(cmd: &str) -> Vec<u8> {
 fn qemu_command_mode() {
     let img = image();
     let r = boot(&img, &["uname", "-m"], &[]);
-    assert_eq!(
-        (r.status, r.output.as_slice()),
-        (0, b"riscv64\n".as_slice())
-    );
+    assert_eq!((r.status, r.output.as_slice()), (0, b"riscv64\n".as_slice()));
 
     assert_eq!(boot(&img, &["sh", "-c", "exit 3"], &[]).status, 3);
     assert_eq!(boot(&img, &["sh", "-c", "exit 255"], &[]).status, 255);
@@ -102,23 +79,13 @@ fn qemu_command_mode() {
         "\u{fc}",
     ];
     let r = boot(&img, &args, &[]);
-    let expected = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap()
-        .stdout;
-    assert_eq!(
-        String::from_utf8_lossy(&r.output),
-        String::from_utf8_lossy(&expected)
-    );
+    let expected = Command::new(args[0]).args(&args[1..]).output().unwrap().stdout;
+    assert_eq!(String::from_utf8_lossy(&r.output), String::from_utf8_lossy(&expected));
 
     // Every byte value, 64 times, raw: no \n -> \r\n, nothing eaten.
     let awk = "BEGIN{for(j=0;j<64;j++)for(i=0;i<256;i++)printf \"%c\", i}";
     let r = boot(&img, &["awk", awk], &[]);
-    assert!(
-        r.output == (0..=255u8).collect::<Vec<_>>().repeat(64),
-        "binary output differs"
-    );
+    assert!(r.output == (0..=255u8).collect::<Vec<_>>().repeat(64), "binary output differs");
 
     let md5 = "dd if=/dev/zero bs=1k count=64 2>/dev/null | md5sum";
     assert_eq!(boot(&img, &["sh", "-c", md5], &[]).output, host(md5));
@@ -138,19 +105,12 @@ fn qemu_command_mode() {
         .map(|_| {
             let r = boot(&img, &["true"], &[]);
             assert_eq!(r.status, 0);
-            assert!(
-                r.output.is_empty(),
-                "{:?}",
-                String::from_utf8_lossy(&r.output)
-            );
+            assert!(r.output.is_empty(), "{:?}", String::from_utf8_lossy(&r.output));
             r.wall.as_secs_f64()
         })
         .collect();
     times.sort_by(f64::total_cmp);
-    eprintln!(
-        "boot to power-off of `true`: min {:.2} s, median {:.2} s",
-        times[0], times[2]
-    );
+    eprintln!("boot to power-off of `true`: min {:.2} s, median {:.2} s", times[0], times[2]);
 }
 
 #[test]
@@ -159,14 +119,8 @@ fn qemu_virtio_modules() {
     let img = image();
     let disk = std::env::temp_dir().join(format!("keel-guest-disk-{}.img", std::process::id()));
     std::fs::write(&disk, vec![0u8; 16 << 20]).unwrap();
-    let mkfs = Command::new("mkfs.ext4")
-        .args(["-q", "-F"])
-        .arg(&disk)
-        .status();
-    assert!(
-        mkfs.is_ok_and(|s| s.success()),
-        "mkfs.ext4 (e2fsprogs) needed"
-    );
+    let mkfs = Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&disk).status();
+    assert!(mkfs.is_ok_and(|s| s.success()), "mkfs.ext4 (e2fsprogs) needed");
     let drive = format!("if=none,id=d,file={},format=raw", disk.display());
     let extra = [
         "-device",
@@ -193,13 +147,7 @@ fn qemu_virtio_modules() {
     let out = String::from_utf8_lossy(&r.output);
     eprintln!("{out}");
     assert_eq!(r.status, 0);
-    for m in [
-        "virtio_mmio",
-        "virtio_blk",
-        "virtio_net",
-        "virtio_rng",
-        "virtio_balloon",
-    ] {
+    for m in ["virtio_mmio", "virtio_blk", "virtio_net", "virtio_rng", "virtio_balloon"] {
         assert!(out.lines().next().unwrap().contains(m), "{m} not loaded");
     }
     assert!(out.contains("virtio_rng.0\nvda\n"), "rng or disk missing");
@@ -209,10 +157,6 @@ fn qemu_virtio_modules() {
 
     // No virtio devices (QEMU still describes empty transports): nothing
     // but the transport driver is loaded.
-    let r = boot(
-        &img,
-        &["sh", "-c", "lsmod | tail -n +2 | cut -d' ' -f1"],
-        &[],
-    );
+    let r = boot(&img, &["sh", "-c", "lsmod | tail -n +2 | cut -d' ' -f1"], &[]);
     assert_eq!(String::from_utf8_lossy(&r.output), "virtio_mmio\n");
 }

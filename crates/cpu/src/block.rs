@@ -29,11 +29,7 @@ pub(crate) struct Block {
 
 impl Block {
     fn new(ops: Box<[Op]>, insns: u32) -> Block {
-        Block {
-            ops,
-            insns,
-            links: [JumpEntry::EMPTY; 2],
-        }
+        Block { ops, insns, links: [JumpEntry::EMPTY; 2] }
     }
 }
 
@@ -47,11 +43,7 @@ struct JumpEntry {
 
 impl JumpEntry {
     /// Never matches: instruction addresses are even.
-    const EMPTY: JumpEntry = JumpEntry {
-        vpc: 1,
-        tag: 0,
-        block: 0,
-    };
+    const EMPTY: JumpEntry = JumpEntry { vpc: 1, tag: 0, block: 0 };
 }
 
 pub(crate) struct BlockCache {
@@ -111,21 +103,14 @@ impl BlockCache {
     #[inline(always)]
     pub fn follow(&self, from: u32, vpc: u64, tag: u32) -> Option<u32> {
         let b = &self.blocks[from as usize];
-        b.links
-            .iter()
-            .find(|l| l.vpc == vpc && l.tag == tag)
-            .map(|l| l.block)
+        b.links.iter().find(|l| l.vpc == vpc && l.tag == tag).map(|l| l.block)
     }
 
     /// Remembers that block `to` (at `vpc`) ran right after block `from`.
     pub fn link(&mut self, from: u32, vpc: u64, tag: u32, to: u32) {
         let b = &mut self.blocks[from as usize];
         b.links[1] = b.links[0];
-        b.links[0] = JumpEntry {
-            vpc,
-            tag,
-            block: to,
-        };
+        b.links[0] = JumpEntry { vpc, tag, block: to };
     }
 
     /// Forgets every virtual-to-block mapping (translation changed).
@@ -164,11 +149,7 @@ impl BlockCache {
                 None => return Some(Lookup::Straddler),
             },
         };
-        self.jump[slot] = JumpEntry {
-            vpc,
-            tag,
-            block: id,
-        };
+        self.jump[slot] = JumpEntry { vpc, tag, block: id };
         self.entered_pages.insert(vpc & PAGE_TAG_MASK);
         Some(Lookup::Cached(id))
     }

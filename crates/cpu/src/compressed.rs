@@ -211,12 +211,7 @@ mod tests {
             (0x850d, 0x40355513, "c.srai a0,0x3"),
         ];
         for &(c, want, text) in cases {
-            assert_eq!(
-                expand(c),
-                Some(want),
-                "{text}: expanded {:#010x?}",
-                expand(c)
-            );
+            assert_eq!(expand(c), Some(want), "{text}: expanded {:#010x?}", expand(c));
         }
     }
 

@@ -145,6 +145,5 @@ const fn misa_letters(letters: &[u8]) -> u64 {
 /// The `riscv,isa` string that describes this hart to a guest's device tree.
 pub const ISA_STRING: &str = "rv64imafdc_zicntr_zicsr_zifencei_zihpm_sstc";
 /// The same as a list, for `riscv,isa-extensions`.
-pub const ISA_EXTENSIONS: &[&str] = &[
-    "i", "m", "a", "f", "d", "c", "zicntr", "zicsr", "zifencei", "zihpm", "sstc",
-];
+pub const ISA_EXTENSIONS: &[&str] =
+    &["i", "m", "a", "f", "d", "c", "zicntr", "zicsr", "zifencei", "zihpm", "sstc"];

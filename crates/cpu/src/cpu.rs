@@ -28,10 +28,7 @@ pub struct Cpu {
 
 impl Cpu {
     pub fn new(hart: Hart) -> Cpu {
-        Cpu {
-            hart,
-            cache: BlockCache::new(),
-        }
+        Cpu { hart, cache: BlockCache::new() }
     }
 
     pub fn hart(&self) -> &Hart {

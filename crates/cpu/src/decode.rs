@@ -46,11 +46,7 @@ fn imm_j(i: u32) -> i64 {
 
 /// Decodes one instruction. `raw` holds 16 bits for a compressed instruction (`len == 2`).
 pub(crate) fn decode(raw: u32, len: u8) -> Decoded {
-    let inst = if len == 2 {
-        compressed::expand(raw)
-    } else {
-        Some(raw)
-    };
+    let inst = if len == 2 { compressed::expand(raw) } else { Some(raw) };
     let (handler, ends_block, fields) = match inst {
         Some(i) => decode32(i),
         None => (sys::illegal as Handler, true, Fields::default()),
@@ -63,11 +59,7 @@ pub(crate) fn decode(raw: u32, len: u8) -> Decoded {
     op.rs2 = fields.rs2;
     op.rs3 = fields.rs3;
     // Integer x0 as a destination becomes the scratch slot; FP destinations keep f0.
-    op.rd = if fields.rd == 0 && !fields.rd_is_fp {
-        32
-    } else {
-        fields.rd
-    };
+    op.rd = if fields.rd == 0 && !fields.rd_is_fp { 32 } else { fields.rd };
     Decoded { op, ends_block }
 }
 
@@ -91,14 +83,7 @@ fn decode32(i: u32) -> (Handler, bool, Fields) {
     let rs2 = ((i >> 20) & 0x1f) as u8;
     let funct3 = (i >> 12) & 7;
     let funct7 = i >> 25;
-    let base = Fields {
-        rd,
-        rs1,
-        rs2,
-        rs3: (i >> 27) as u8,
-        imm: 0,
-        rd_is_fp: false,
-    };
+    let base = Fields { rd, rs1, rs2, rs3: (i >> 27) as u8, imm: 0, rd_is_fp: false };
     let with_imm = |imm| Fields { imm, ..base };
     let plain = |h: Handler, imm| (h, false, with_imm(imm));
     let ends = |h: Handler, imm| (h, true, with_imm(imm));
@@ -157,14 +142,7 @@ fn decode32(i: u32) -> (Handler, bool, Fields) {
                 5 if funct7 >> 1 == 0x10 => int::srai,
                 _ => return illegal(),
             };
-            plain(
-                h,
-                if funct3 == 1 || funct3 == 5 {
-                    imm & 63
-                } else {
-                    imm
-                },
-            )
+            plain(h, if funct3 == 1 || funct3 == 5 { imm & 63 } else { imm })
         }
         0x1b => {
             let h: Handler = match (funct3, funct7) {
@@ -174,14 +152,7 @@ fn decode32(i: u32) -> (Handler, bool, Fields) {
                 (5, 0x20) => int::sraiw,
                 _ => return illegal(),
             };
-            plain(
-                h,
-                if funct3 == 0 {
-                    imm_i(i)
-                } else {
-                    (rs2 & 31) as i64
-                },
-            )
+            plain(h, if funct3 == 0 { imm_i(i) } else { (rs2 & 31) as i64 })
         }
         0x33 => {
             let h: Handler = match (funct7, funct3) {
@@ -239,15 +210,7 @@ fn decode32(i: u32) -> (Handler, bool, Fields) {
                 _ => return illegal(),
             };
             let imm = if is_load { imm_i(i) } else { imm_s(i) };
-            (
-                h,
-                false,
-                Fields {
-                    imm,
-                    rd_is_fp: is_load,
-                    ..base
-                },
-            )
+            (h, false, Fields { imm, rd_is_fp: is_load, ..base })
         }
         0x43 | 0x47 | 0x4b | 0x4f => {
             let double = match funct7 & 3 {
@@ -265,15 +228,7 @@ fn decode32(i: u32) -> (Handler, bool, Fields) {
                 (0x4b, true) => fp::fnmsub_d,
                 _ => fp::fnmadd_d,
             };
-            (
-                h,
-                false,
-                Fields {
-                    imm: funct3 as i64,
-                    rd_is_fp: true,
-                    ..base
-                },
-            )
+            (h, false, Fields { imm: funct3 as i64, rd_is_fp: true, ..base })
         }
         0x53 => decode_op_fp(i, base),
         _ => illegal(),
@@ -340,16 +295,8 @@ fn decode_op_fp(i: u32, f: Fields) -> (Handler, bool, Fields) {
     let funct7 = i >> 25;
     let rm = ((i >> 12) & 7) as i64;
     let rs2 = f.rs2;
-    let fp_rd = Fields {
-        imm: rm,
-        rd_is_fp: true,
-        ..f
-    };
-    let int_rd = Fields {
-        imm: rm,
-        rd_is_fp: false,
-        ..f
-    };
+    let fp_rd = Fields { imm: rm, rd_is_fp: true, ..f };
+    let int_rd = Fields { imm: rm, rd_is_fp: false, ..f };
     let (h, fields): (Handler, Fields) = match funct7 {
         0x00 => (fp::fadd_s, fp_rd),
         0x01 => (fp::fadd_d, fp_rd),
@@ -468,18 +415,10 @@ mod tests {
 
     #[test]
     fn reserved_encodings_decode_to_illegal() {
-        for bad in [
-            0x0000_0000u32,
-            0xffff_ffff,
-            0x0000_707f, /* funct3=7 jalr */
-        ] {
+        for bad in [0x0000_0000u32, 0xffff_ffff, 0x0000_707f /* funct3=7 jalr */] {
             let d = decode(bad, 4);
             assert!(d.ends_block);
-            assert_eq!(
-                d.op.handler as usize,
-                sys::illegal as Handler as usize,
-                "{bad:#x}"
-            );
+            assert_eq!(d.op.handler as usize, sys::illegal as Handler as usize, "{bad:#x}");
         }
     }
 }

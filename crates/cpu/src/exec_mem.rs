@@ -83,11 +83,8 @@ stores! {
 /// be naturally aligned (§8.2, §8.4) and keel only performs them on RAM (also on RAM pages the
 /// bus watches: atomics are not how programs talk to HTIF).
 fn atomic_target(h: &mut Hart, vaddr: u64, size: u64, access: Access) -> Result<u64, (u64, u64)> {
-    let misaligned = if access == Access::Load {
-        cause::LOAD_MISALIGNED
-    } else {
-        cause::STORE_MISALIGNED
-    };
+    let misaligned =
+        if access == Access::Load { cause::LOAD_MISALIGNED } else { cause::STORE_MISALIGNED };
     if vaddr & (size - 1) != 0 {
         return Err((misaligned, vaddr));
     }
@@ -170,11 +167,7 @@ macro_rules! lr_sc {
                         return stopped(h, op);
                     }
                 };
-            let v = h
-                .ram
-                .$atomic(paddr)
-                .expect("checked")
-                .load(Ordering::SeqCst);
+            let v = h.ram.$atomic(paddr).expect("checked").load(Ordering::SeqCst);
             h.reservation = Some((paddr, v as u64));
             let sext: fn($t) -> u64 = $sext;
             h.set_rd(op, sext(v));

@@ -199,11 +199,7 @@ impl Hart {
     pub fn reset(&mut self, pc: u64, prv: Privilege, sbi_mode: bool) {
         self.x = [0; 64];
         self.f = [0; 32];
-        self.csr = Csrs {
-            mstatus: status::UXL_SXL_64,
-            stimecmp: u64::MAX,
-            ..Csrs::default()
-        };
+        self.csr = Csrs { mstatus: status::UXL_SXL_64, stimecmp: u64::MAX, ..Csrs::default() };
         self.sbi_mode = sbi_mode;
         if sbi_mode {
             // Everything but ecall-from-S/M goes to the kernel (priv spec §3.1.8).
@@ -385,11 +381,7 @@ impl Hart {
         } else {
             self.stats.exceptions += 1;
         }
-        let delegated = if interrupt {
-            self.csr.mideleg
-        } else {
-            self.csr.medeleg
-        };
+        let delegated = if interrupt { self.csr.mideleg } else { self.csr.medeleg };
         let st = &mut self.csr.mstatus;
         if self.prv <= Privilege::Supervisor && (delegated >> code) & 1 != 0 {
             self.csr.sepc = pc;
@@ -446,11 +438,7 @@ impl Hart {
     /// SRET (privileged spec §3.3.2).
     pub(crate) fn sret(&mut self) {
         let st = self.csr.mstatus;
-        let spp = if st & status::SPP != 0 {
-            Privilege::Supervisor
-        } else {
-            Privilege::User
-        };
+        let spp = if st & status::SPP != 0 { Privilege::Supervisor } else { Privilege::User };
         let mut new = st & !(status::SIE | status::SPP | status::MPRV);
         if st & status::SPIE != 0 {
             new |= status::SIE;

@@ -205,10 +205,7 @@ impl Hart {
             self.ram.store::<T>(paddr, value);
             return true;
         }
-        if self
-            .bus
-            .write(self.hartid as usize, paddr, size as u8, value.to_u64())
-        {
+        if self.bus.write(self.hartid as usize, paddr, size as u8, value.to_u64()) {
             true
         } else {
             self.raise(cause::STORE_ACCESS, vaddr)
@@ -270,16 +267,9 @@ impl Hart {
     fn fill(&mut self, mode: usize, vaddr: u64, paddr: u64, perm: u8, span_mask: u64) {
         let vpage = vaddr & PAGE_TAG_MASK;
         let ppage = paddr & PAGE_TAG_MASK;
-        let host = if self.bus.is_watched_page(ppage >> 12) {
-            None
-        } else {
-            self.ram.host_address(ppage)
-        };
-        let mut fast = FastEntry {
-            read: INVALID,
-            write: INVALID,
-            addend: 0,
-        };
+        let host =
+            if self.bus.is_watched_page(ppage >> 12) { None } else { self.ram.host_address(ppage) };
+        let mut fast = FastEntry { read: INVALID, write: INVALID, addend: 0 };
         if let Some(host) = host {
             fast.addend = host.wrapping_sub(vpage as usize);
             if perm & PERM_R != 0 {
@@ -289,16 +279,7 @@ impl Hart {
                 fast.write = vpage;
             }
         }
-        self.tlb.insert(
-            mode,
-            Entry {
-                vpage,
-                ppage,
-                perm,
-                span_mask,
-            },
-            fast,
-        );
+        self.tlb.insert(mode, Entry { vpage, ppage, perm, span_mask }, fast);
     }
 
     /// The page-table walk of §4.3.2, with hardware A/D updates.
@@ -328,10 +309,7 @@ impl Hart {
             loop {
                 let vpn = (vaddr >> (12 + 9 * level)) & 0x1ff;
                 let pte_addr = table + vpn * 8;
-                let pte = self
-                    .ram
-                    .load::<u64>(pte_addr)
-                    .ok_or(access.access_fault())?;
+                let pte = self.ram.load::<u64>(pte_addr).ok_or(access.access_fault())?;
                 if pte & PTE_V == 0
                     || (pte & PTE_R == 0 && pte & PTE_W != 0)
                     || pte & PTE_RESERVED != 0
@@ -379,11 +357,7 @@ impl Hart {
                     pte = new;
                 }
                 // Writes may use the fast path only once D is set.
-                let perm = if pte & PTE_D == 0 {
-                    perm & !PERM_W
-                } else {
-                    perm
-                };
+                let perm = if pte & PTE_D == 0 { perm & !PERM_W } else { perm };
                 let span = 1u64 << span_bits;
                 let paddr = ((ppn << 12) & !(span - 1)) | (vaddr & (span - 1));
                 return Ok((paddr, perm, !(span - 1)));

@@ -49,18 +49,7 @@ pub(crate) struct Op {
 
 impl Op {
     pub fn new(handler: Handler) -> Op {
-        Op {
-            handler,
-            imm: 0,
-            raw: 0,
-            pc_off: 0,
-            rd: 32,
-            rs1: 0,
-            rs2: 0,
-            rs3: 0,
-            len: 4,
-            idx: 0,
-        }
+        Op { handler, imm: 0, raw: 0, pc_off: 0, rd: 32, rs1: 0, rs2: 0, rs3: 0, len: 4, idx: 0 }
     }
 
     /// The virtual address of this instruction.
@@ -72,8 +61,7 @@ impl Op {
     /// The address of the next instruction.
     #[inline(always)]
     pub fn next_pc(&self, hart: &Hart) -> u64 {
-        hart.block_vpc
-            .wrapping_add(self.pc_off as u64 + self.len as u64)
+        hart.block_vpc.wrapping_add(self.pc_off as u64 + self.len as u64)
     }
 }
 

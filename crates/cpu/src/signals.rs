@@ -28,10 +28,7 @@ pub struct HartSignals {
 
 impl HartSignals {
     pub fn new() -> Self {
-        HartSignals {
-            mtimecmp: AtomicU64::new(u64::MAX),
-            ..Default::default()
-        }
+        HartSignals { mtimecmp: AtomicU64::new(u64::MAX), ..Default::default() }
     }
 
     /// Drives one interrupt wire (`bit` is a `mip` mask such as [`irq::SEIP`]).

@@ -43,17 +43,8 @@ pub(crate) struct Entry {
     pub span_mask: u64,
 }
 
-const FAST_INVALID: FastEntry = FastEntry {
-    read: INVALID,
-    write: INVALID,
-    addend: 0,
-};
-const ENTRY_INVALID: Entry = Entry {
-    vpage: INVALID,
-    ppage: 0,
-    perm: 0,
-    span_mask: 0,
-};
+const FAST_INVALID: FastEntry = FastEntry { read: INVALID, write: INVALID, addend: 0 };
+const ENTRY_INVALID: Entry = Entry { vpage: INVALID, ppage: 0, perm: 0, span_mask: 0 };
 
 pub(crate) struct Tlb {
     pub fast: [[FastEntry; TLB_SIZE]; MODES],

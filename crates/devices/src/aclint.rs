@@ -67,18 +67,8 @@ impl Aclint {
             h.set_msip(false);
             h.set_mtimecmp(MTIMECMP_RESET);
         }
-        let regs = vec![
-            HartRegs {
-                msip: false,
-                mtimecmp: MTIMECMP_RESET
-            };
-            harts.len()
-        ];
-        Ok(Aclint {
-            clock,
-            harts,
-            regs: Mutex::new(regs),
-        })
+        let regs = vec![HartRegs { msip: false, mtimecmp: MTIMECMP_RESET }; harts.len()];
+        Ok(Aclint { clock, harts, regs: Mutex::new(regs) })
     }
 
     pub fn clock(&self) -> &Arc<Clock> {
@@ -185,10 +175,7 @@ impl MmioDevice for Aclint {
             (8, true, Some(Reg::Mtime(false))) => self.clock.now(),
             (8, true, Some(Reg::Mtimecmp(h, false))) => self.mtimecmp(h).unwrap_or(0),
             _ => halves(offset, size).map_or(0, |parts| {
-                parts
-                    .iter()
-                    .map(|&(o, shift)| u64::from(self.read32(o)) << shift)
-                    .sum()
+                parts.iter().map(|&(o, shift)| u64::from(self.read32(o)) << shift).sum()
             }),
         }
     }
@@ -218,10 +205,7 @@ mod tests {
     fn setup(n: usize) -> (Aclint, Vec<Arc<MockHart>>, Arc<Clock>) {
         let harts: Vec<Arc<MockHart>> = (0..n).map(|_| Arc::new(MockHart::default())).collect();
         let clock = Arc::new(Clock::new());
-        let dyns = harts
-            .iter()
-            .map(|h| h.clone() as Arc<dyn HartTimerInputs>)
-            .collect();
+        let dyns = harts.iter().map(|h| h.clone() as Arc<dyn HartTimerInputs>).collect();
         (Aclint::new(clock.clone(), dyns).unwrap(), harts, clock)
     }
 

@@ -63,8 +63,7 @@ impl Clock {
         if self.paused.load(Ordering::Acquire) {
             self.frozen.load(Ordering::Acquire)
         } else {
-            self.host_ticks()
-                .wrapping_add(self.offset.load(Ordering::Acquire))
+            self.host_ticks().wrapping_add(self.offset.load(Ordering::Acquire))
         }
     }
 
@@ -75,8 +74,7 @@ impl Clock {
         if self.paused.load(Ordering::Acquire) {
             self.frozen.store(ticks, Ordering::Release);
         } else {
-            self.offset
-                .store(ticks.wrapping_sub(self.host_ticks()), Ordering::Release);
+            self.offset.store(ticks.wrapping_sub(self.host_ticks()), Ordering::Release);
         }
     }
 
@@ -94,8 +92,7 @@ impl Clock {
         let _w = lock(&self.writer);
         if self.paused.load(Ordering::Acquire) {
             let frozen = self.frozen.load(Ordering::Acquire);
-            self.offset
-                .store(frozen.wrapping_sub(self.host_ticks()), Ordering::Release);
+            self.offset.store(frozen.wrapping_sub(self.host_ticks()), Ordering::Release);
             self.paused.store(false, Ordering::Release);
         }
     }
@@ -160,10 +157,7 @@ mod tests {
         assert_eq!(c.duration_until(frozen + 10), None);
         c.resume();
         let after = c.now();
-        assert!(
-            after >= frozen && after < frozen + TIMEBASE_HZ,
-            "{frozen} -> {after}"
-        );
+        assert!(after >= frozen && after < frozen + TIMEBASE_HZ, "{frozen} -> {after}");
     }
 
     #[test]
@@ -179,10 +173,7 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(
-            Clock::ticks_to_duration(TIMEBASE_HZ),
-            Duration::from_secs(1)
-        );
+        assert_eq!(Clock::ticks_to_duration(TIMEBASE_HZ), Duration::from_secs(1));
         let c = Clock::new();
         assert_eq!(c.duration_until(0), Some(Duration::ZERO));
         assert!(c.duration_until(u64::MAX).is_some());

@@ -72,11 +72,7 @@ pub trait PowerControl: Send + Sync {
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DeviceError {
     #[error("{device} supports 1 to {max} harts, got {count}")]
-    HartCount {
-        device: &'static str,
-        count: usize,
-        max: usize,
-    },
+    HartCount { device: &'static str, count: usize, max: usize },
     #[error("the PLIC supports 1 to {max} contexts, got {count}")]
     ContextCount { count: usize, max: usize },
 }

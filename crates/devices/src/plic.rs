@@ -145,10 +145,7 @@ impl Plic {
     /// external interrupt at `2h`, its S-mode one at `2h + 1`). All registers reset to 0.
     pub fn new(lines: Vec<Arc<dyn IrqLine>>) -> Result<Self, DeviceError> {
         if lines.is_empty() || lines.len() > MAX_CONTEXTS {
-            return Err(DeviceError::ContextCount {
-                count: lines.len(),
-                max: MAX_CONTEXTS,
-            });
+            return Err(DeviceError::ContextCount { count: lines.len(), max: MAX_CONTEXTS });
         }
         let state = State {
             priority: [0; NUM_SOURCES as usize + 1],
@@ -158,10 +155,7 @@ impl Plic {
             edge_held: Bits::default(),
             contexts: vec![Context::default(); lines.len()],
         };
-        let plic = Plic {
-            state: Mutex::new(state),
-            lines,
-        };
+        let plic = Plic { state: Mutex::new(state), lines };
         plic.update(&lock(&plic.state));
         Ok(plic)
     }
@@ -173,10 +167,7 @@ impl Plic {
     /// The wire of source `irq`, for the device behind it. A number outside 1..=95 gives a
     /// wire connected to nothing (it cannot fail at run time; the machine picks the numbers).
     pub fn source(self: &Arc<Self>, irq: u32) -> Arc<dyn IrqLine> {
-        Arc::new(PlicSource {
-            plic: Arc::clone(self),
-            irq,
-        })
+        Arc::new(PlicSource { plic: Arc::clone(self), irq })
     }
 
     /// Drives source `irq`'s level-sensitive wire.
@@ -262,9 +253,7 @@ impl Reg {
         match offset {
             o if o < PENDING_BASE => {
                 let irq = (o / 4) as u32;
-                (1..=NUM_SOURCES)
-                    .contains(&irq)
-                    .then_some(Reg::Priority(irq))
+                (1..=NUM_SOURCES).contains(&irq).then_some(Reg::Priority(irq))
             }
             o if o < ENABLE_BASE => {
                 let w = ((o - PENDING_BASE) / 4) as usize;
@@ -272,10 +261,7 @@ impl Reg {
             }
             o if o < ENABLE_BASE + ENABLE_STRIDE * n => {
                 let rel = o - ENABLE_BASE;
-                let (c, w) = (
-                    (rel / ENABLE_STRIDE) as usize,
-                    (rel % ENABLE_STRIDE / 4) as usize,
-                );
+                let (c, w) = ((rel / ENABLE_STRIDE) as usize, (rel % ENABLE_STRIDE / 4) as usize);
                 (w < WORDS).then_some(Reg::Enable(c, w))
             }
             o if (CONTEXT_BASE..CONTEXT_BASE + CONTEXT_STRIDE * n).contains(&o) => {
@@ -300,10 +286,7 @@ impl MmioDevice for Plic {
             return u64::from(self.read32(offset));
         }
         halves(offset, size).map_or(0, |parts| {
-            parts
-                .iter()
-                .map(|&(o, shift)| u64::from(self.read32(o)) << shift)
-                .sum()
+            parts.iter().map(|&(o, shift)| u64::from(self.read32(o)) << shift).sum()
         })
     }
 
@@ -339,10 +322,7 @@ mod tests {
 
     fn setup(harts: usize) -> (Arc<Plic>, Vec<Arc<MockLine>>) {
         let lines: Vec<Arc<MockLine>> = (0..2 * harts).map(|_| Arc::default()).collect();
-        let dyns = lines
-            .iter()
-            .map(|l| l.clone() as Arc<dyn IrqLine>)
-            .collect();
+        let dyns = lines.iter().map(|l| l.clone() as Arc<dyn IrqLine>).collect();
         (Arc::new(Plic::new(dyns).unwrap()), lines)
     }
 

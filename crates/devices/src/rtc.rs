@@ -63,9 +63,7 @@ pub struct Rtc {
 
 fn host_wall_ns() -> u64 {
     // A host clock set before 1970 reads as the epoch rather than failing.
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
 impl Rtc {
@@ -75,11 +73,7 @@ impl Rtc {
     }
 
     fn with_wall_clock(irq: Arc<dyn IrqLine>, wall: WallClock) -> Self {
-        Rtc {
-            state: Mutex::new(State::default()),
-            irq,
-            wall,
-        }
+        Rtc { state: Mutex::new(State::default()), irq, wall }
     }
 
     fn now(&self, s: &State) -> u64 {

@@ -313,11 +313,7 @@ mod tests {
         assert!(line.level());
         // Linux's handler: read IIR, then LSR, then up to 256 characters.
         assert_eq!(u.read(IIR_FCR, 1), 0xc4);
-        assert_eq!(
-            u.read(IIR_FCR, 1),
-            0xc4,
-            "an IIR read does not hide waiting data"
-        );
+        assert_eq!(u.read(IIR_FCR, 1), 0xc4, "an IIR read does not hide waiting data");
         assert_eq!(u.read(LSR, 1) as u8 & LSR_DR, 1);
         for _ in 0..100 {
             u.read(RBR_THR, 1);
@@ -381,10 +377,7 @@ mod tests {
         assert_eq!(u.read(IER, 1), 0x00);
         u.write(LCR, 1, 0x03);
         assert_eq!(u.read(IER, 1), IER_RDI as u64);
-        assert!(
-            sink.0.lock().unwrap().0.is_empty(),
-            "divisor writes are not output"
-        );
+        assert!(sink.0.lock().unwrap().0.is_empty(), "divisor writes are not output");
         u.push_input(b"q");
         assert!(line.level());
     }
@@ -409,11 +402,7 @@ mod tests {
             assert!(runs < 10, "interrupt storm");
             let irq = plic.read(0x20_1004, 4) as u32;
             assert_eq!(irq, 10);
-            assert_ne!(
-                u.read(IIR_FCR, 1) as u8 & IIR_NO_INT,
-                IIR_NO_INT,
-                "spurious"
-            );
+            assert_ne!(u.read(IIR_FCR, 1) as u8 & IIR_NO_INT, IIR_NO_INT, "spurious");
             let mut lsr = u.read(LSR, 1) as u8;
             for _ in 0..256 {
                 if lsr & LSR_DR == 0 {

@@ -38,19 +38,14 @@ pub fn bench(cmd: BenchCommand) -> Result<ExitCode> {
     })?;
     let (runs, args, measure): (usize, Vec<String>, Measure) = match cmd {
         BenchCommand::Boot { runs } => (runs, vec!["true".into()], |_, wall| Ok(wall)),
-        BenchCommand::Cpu { runs } => (
-            runs,
-            vec!["sh".into(), "-c".into(), CPU_SCRIPT.into()],
-            |out, _| guest_elapsed(out),
-        ),
+        BenchCommand::Cpu { runs } => {
+            (runs, vec!["sh".into(), "-c".into(), CPU_SCRIPT.into()], |out, _| guest_elapsed(out))
+        }
     };
     if runs == 0 {
         bail!("--runs must be at least 1");
     }
-    let cmdline = format!(
-        "{DEFAULT_CMDLINE} loglevel=1 {}",
-        keel_guest::command_param(&args)
-    );
+    let cmdline = format!("{DEFAULT_CMDLINE} loglevel=1 {}", keel_guest::command_param(&args));
     let keel_exe = std::env::current_exe().context("cannot find keel's own executable")?;
     let kernel = image.kernel.to_string_lossy().into_owned();
     let initrd = image.initrd.to_string_lossy().into_owned();
@@ -68,17 +63,8 @@ pub fn bench(cmd: BenchCommand) -> Result<ExitCode> {
         ]);
     };
     let qemu_cmd = |c: &mut Command| {
-        c.args([
-            "-M",
-            "virt",
-            "-m",
-            &memory,
-            "-smp",
-            "1",
-            "-nographic",
-            "-no-reboot",
-        ])
-        .args(["-kernel", &kernel, "-initrd", &initrd, "-append", &cmdline]);
+        c.args(["-M", "virt", "-m", &memory, "-smp", "1", "-nographic", "-no-reboot"])
+            .args(["-kernel", &kernel, "-initrd", &initrd, "-append", &cmdline]);
     };
     println!(
         "guest: {} (kernel {}), {MEMORY_MIB} MiB, 1 vCPU",
@@ -111,13 +97,9 @@ fn time_run(
 ) -> Result<f64> {
     let mut cmd = Command::new(program);
     setup(&mut cmd);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let start = Instant::now();
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot start {name}"))?;
+    let out = cmd.output().with_context(|| format!("cannot start {name}"))?;
     let wall = start.elapsed().as_secs_f64();
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
@@ -133,10 +115,8 @@ fn time_run(
 
 /// The guest-side seconds from the CPU script's `elapsed START END` line (/proc/uptime).
 fn guest_elapsed(out: &str) -> Result<f64> {
-    let line = out
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("elapsed "))
-        .context("no `elapsed` line")?;
+    let line =
+        out.lines().find_map(|l| l.trim().strip_prefix("elapsed ")).context("no `elapsed` line")?;
     let mut it = line.split_whitespace().map(str::parse::<f64>);
     match (it.next(), it.next()) {
         (Some(Ok(a)), Some(Ok(b))) => Ok(b - a),

@@ -25,11 +25,6 @@ pub fn default_image() -> Result<GuestImage> {
     if let Some(image) = cache.default_image() {
         return Ok(image);
     }
-    eprintln!(
-        "keel: the default guest image is not in {} yet; pulling it",
-        cache.root().display()
-    );
-    Ok(keel_guest::pull(&cache, false, &mut |line| {
-        eprintln!("{line}")
-    })?)
+    eprintln!("keel: the default guest image is not in {} yet; pulling it", cache.root().display());
+    Ok(keel_guest::pull(&cache, false, &mut |line| eprintln!("{line}"))?)
 }

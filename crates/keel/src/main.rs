@@ -57,9 +57,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
-        Command::Image {
-            command: ImageCommand::Pull { force, cache_dir },
-        } => image::pull(cache_dir, force).map(|_| ExitCode::SUCCESS),
+        Command::Image { command: ImageCommand::Pull { force, cache_dir } } => {
+            image::pull(cache_dir, force).map(|_| ExitCode::SUCCESS)
+        }
         Command::Bench { command } => bench::bench(command),
     };
     match result {

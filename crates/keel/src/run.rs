@@ -78,10 +78,7 @@ pub fn machine_config(args: &RunArgs) -> Result<MachineConfig> {
             (img.kernel, vm.initrd.clone().or(Some(img.initrd)))
         }
     };
-    let mut cmdline = vm
-        .cmdline
-        .clone()
-        .unwrap_or_else(|| DEFAULT_CMDLINE.to_string());
+    let mut cmdline = vm.cmdline.clone().unwrap_or_else(|| DEFAULT_CMDLINE.to_string());
     if !args.command.is_empty() {
         if !args.kernel_log {
             cmdline.push(' ');
@@ -113,11 +110,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let interactive = args.command.is_empty() && std::io::stdin().is_terminal();
     // An interactive console gets the raw terminal and the Ctrl-A escape; otherwise stdin is
     // passed through as it comes (and Ctrl-C stops keel as usual).
-    let raw = if interactive {
-        Some(RawMode::enable()?)
-    } else {
-        None
-    };
+    let raw = if interactive { Some(RawMode::enable()?) } else { None };
     console.forward_input(Box::new(std::io::stdin()), interactive);
     let outcome = keel_vmm::run(&config, &console);
     console.finish();

@@ -12,10 +12,7 @@ fn keel_err(args: &[&str]) -> (Option<i32>, String) {
     cmd.args(args);
     let out = run_with_deadline(&mut cmd, Duration::from_secs(60));
     let err = stderr(&out);
-    assert!(
-        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
-        "keel panicked: {err}"
-    );
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "keel panicked: {err}");
     (out.status.code(), err)
 }
 
@@ -27,13 +24,8 @@ fn scratch(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn a_missing_kernel_is_named() {
-    let (code, err) = keel_err(&[
-        "run",
-        "--kernel",
-        "/nonexistent/vmlinux",
-        "--initrd",
-        "/dev/null",
-    ]);
+    let (code, err) =
+        keel_err(&["run", "--kernel", "/nonexistent/vmlinux", "--initrd", "/dev/null"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("/nonexistent/vmlinux"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
@@ -115,13 +107,7 @@ fn a_bare_metal_program_reports_through_htif() {
         );
     assert!(cc.success());
     let mut cmd = keel();
-    cmd.args([
-        "run",
-        "--firmware",
-        "none",
-        "--kernel",
-        elf.to_str().unwrap(),
-    ]);
+    cmd.args(["run", "--firmware", "none", "--kernel", elf.to_str().unwrap()]);
     let out = run_with_deadline(&mut cmd, Duration::from_secs(60));
     assert_eq!(out.status.code(), Some(7));
 }

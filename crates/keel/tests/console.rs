@@ -61,10 +61,7 @@ impl Session {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "keel did not exit within {limit:?}"
-            );
+            assert!(Instant::now() < deadline, "keel did not exit within {limit:?}");
             // Keep draining output so keel never blocks on a full pty buffer.
             let mut fds = [PollFd::new(self.master.as_fd(), PollFlags::POLLIN)];
             if poll(&mut fds, PollTimeout::from(100u8)).unwrap_or(0) > 0 {
@@ -97,11 +94,7 @@ fn open_session(args: &[&str]) -> (Session, OwnedFd, termios::Termios) {
         .spawn()
         .expect("start keel");
     (
-        Session {
-            master: std::fs::File::from(pty.master),
-            child,
-            seen: Vec::new(),
-        },
+        Session { master: std::fs::File::from(pty.master), child, seen: Vec::new() },
         pty.slave,
         before,
     )
@@ -118,15 +111,9 @@ fn interactive_shell_runs_two_commands_and_powers_off() {
     s.expect("# ", at, Duration::from_secs(30));
     s.send("poweroff\r");
     let status = s.wait_exit(Duration::from_secs(30));
-    assert!(
-        status.success(),
-        "power-off must end keel with status 0, got {status}"
-    );
+    assert!(status.success(), "power-off must end keel with status 0, got {status}");
     let after = termios::tcgetattr(slave.as_fd()).unwrap();
-    assert_eq!(
-        before.local_flags, after.local_flags,
-        "keel must restore the terminal"
-    );
+    assert_eq!(before.local_flags, after.local_flags, "keel must restore the terminal");
     assert_eq!(before.input_flags, after.input_flags);
 }
 
@@ -140,14 +127,8 @@ fn ctrl_a_x_quits_and_restores_the_terminal() {
     assert!(!during.local_flags.contains(termios::LocalFlags::ISIG));
     s.send("\x01x");
     let status = s.wait_exit(Duration::from_secs(10));
-    assert!(
-        status.success(),
-        "Ctrl-A X ends keel with status 0, got {status}"
-    );
+    assert!(status.success(), "Ctrl-A X ends keel with status 0, got {status}");
     let after = termios::tcgetattr(slave.as_fd()).unwrap();
-    assert_eq!(
-        before.local_flags, after.local_flags,
-        "keel must restore the terminal"
-    );
+    assert_eq!(before.local_flags, after.local_flags, "keel must restore the terminal");
     assert_eq!(before.output_flags, after.output_flags);
 }

@@ -24,11 +24,7 @@ fn the_command_exit_status_comes_back() {
     assert_eq!(out.status.code(), Some(42), "stderr: {}", stderr(&out));
     assert_eq!(stdout(&out), "about to fail\n");
     let missing = run_guest(&["no-such-command"]);
-    assert_eq!(
-        missing.status.code(),
-        Some(127),
-        "a missing command is status 127 as in a shell"
-    );
+    assert_eq!(missing.status.code(), Some(127), "a missing command is status 127 as in a shell");
 }
 
 #[test]
@@ -63,31 +59,15 @@ fn md5sum_of_generated_data_matches_the_host() {
         "seq 1 200000 | md5sum; dd if=/dev/zero bs=64k count=64 2>/dev/null | tr '\\0' k | md5sum";
     let out = run_guest(&["sh", "-c", script]);
     assert!(out.status.success(), "stderr: {}", stderr(&out));
-    let host = Command::new("sh")
-        .args(["-c", script])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let host = Command::new("sh").args(["-c", script]).stdin(Stdio::null()).output().unwrap();
     assert!(host.status.success());
     assert_eq!(stdout(&out), String::from_utf8_lossy(&host.stdout));
 }
 
 #[test]
 fn arguments_arrive_intact() {
-    let args = [
-        "printf",
-        "[%s]\n",
-        "two words",
-        "",
-        "quote\"s",
-        "tab\there",
-        "trailing\n",
-        "ünï",
-    ];
+    let args = ["printf", "[%s]\n", "two words", "", "quote\"s", "tab\there", "trailing\n", "ünï"];
     let out = run_guest(&args);
     assert!(out.status.success(), "stderr: {}", stderr(&out));
-    assert_eq!(
-        stdout(&out),
-        "[two words]\n[]\n[quote\"s]\n[tab\there]\n[trailing\n]\n[ünï]\n"
-    );
+    assert_eq!(stdout(&out), "[two words]\n[]\n[quote\"s]\n[tab\there]\n[trailing\n]\n[ünï]\n");
 }

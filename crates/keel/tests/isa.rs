@@ -66,10 +66,7 @@ fn run_one(name: &str, src: &Path) -> Result<(), Failed> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start keel: {e}"))?;
-    let status = match child
-        .wait_timeout(Duration::from_secs(60))
-        .map_err(|e| e.to_string())?
-    {
+    let status = match child.wait_timeout(Duration::from_secs(60)).map_err(|e| e.to_string())? {
         Some(s) => s,
         None => {
             let _ = child.kill();
@@ -98,11 +95,7 @@ fn main() {
         .filter(|p| p.extension().is_some_and(|x| x == "S"))
         .collect();
     sources.sort();
-    assert!(
-        sources.len() > 20,
-        "the ISA test programs are missing from {}",
-        isa_dir().display()
-    );
+    assert!(sources.len() > 20, "the ISA test programs are missing from {}", isa_dir().display());
     let trials = sources
         .into_iter()
         .map(|src| {

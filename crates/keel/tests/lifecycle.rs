@@ -15,13 +15,7 @@ fn a_guest_kernel_panic_ends_keel_with_a_reason() {
     // No init in the initramfs and no root device: Linux panics, and with panic=-1 it reboots
     // at once. keel must report the death instead of rebooting forever.
     let mut cmd = keel();
-    cmd.args([
-        "run",
-        "--cmdline",
-        "console=ttyS0 panic=-1 rdinit=/nonexistent",
-        "--",
-        "true",
-    ]);
+    cmd.args(["run", "--cmdline", "console=ttyS0 panic=-1 rdinit=/nonexistent", "--", "true"]);
     let out = run_with_deadline(&mut cmd, Duration::from_secs(180));
     assert!(!out.status.success(), "a kernel panic must be a failure");
     let err = stderr(&out);
@@ -30,11 +24,7 @@ fn a_guest_kernel_panic_ends_keel_with_a_reason() {
         err.contains("Unable to mount root fs"),
         "the panic message is the reason; stderr: {err}"
     );
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one line on stderr: {err}"
-    );
+    assert_eq!(err.trim_end().lines().count(), 1, "one line on stderr: {err}");
 }
 
 #[test]
@@ -78,10 +68,7 @@ fn a_guest_reboot_restarts_the_vm() {
         "the guest should boot again after `reboot -f`; output: {}",
         String::from_utf8_lossy(&seen)
     );
-    assert!(
-        still_running,
-        "keel must keep running across a guest reboot"
-    );
+    assert!(still_running, "keel must keep running across a guest reboot");
 }
 
 #[test]
@@ -97,9 +84,6 @@ fn opensbi_firmware_boots_the_kernel() {
     let out = run_with_deadline(&mut cmd, Duration::from_secs(180));
     assert!(out.status.success(), "stderr: {}", stderr(&out));
     let text = stdout(&out);
-    assert!(
-        text.contains("OpenSBI"),
-        "OpenSBI prints its banner first: {text}"
-    );
+    assert!(text.contains("OpenSBI"), "OpenSBI prints its banner first: {text}");
     assert!(text.ends_with("riscv64\n"), "then the command runs: {text}");
 }

@@ -47,17 +47,9 @@ pub struct MachineConfig {
 #[derive(Debug, Error)]
 pub enum MachineError {
     #[error("cannot read {what} {path}: {source}")]
-    Read {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error("{what} {path}: {source}")]
-    Load {
-        what: &'static str,
-        path: PathBuf,
-        source: LoadError,
-    },
+    Load { what: &'static str, path: PathBuf, source: LoadError },
     #[error("memory = {mib} MiB: {source}")]
     Memory { mib: u64, source: MemoryError },
     #[error("vcpus = {0}: keel supports 1 to {max} vCPUs", max = fdt::MAX_HARTS)]
@@ -126,11 +118,7 @@ const FW_DYNAMIC_VERSION: u64 = 2;
 const FW_DYNAMIC_NEXT_MODE_S: u64 = 1;
 
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, MachineError> {
-    std::fs::read(path).map_err(|source| MachineError::Read {
-        what,
-        path: path.to_owned(),
-        source,
-    })
+    std::fs::read(path).map_err(|source| MachineError::Read { what, path: path.to_owned(), source })
 }
 
 fn load_segments(ram: &GuestRam, image: &KernelImage<'_>) -> Result<(), MemoryError> {
@@ -147,12 +135,10 @@ impl Machine {
             return Err(MachineError::Vcpus(cfg.vcpus));
         }
         let mem_size = cfg.memory_mib.saturating_mul(1 << 20);
-        let ram = Arc::new(GuestRam::new(fdt::RAM_BASE, mem_size).map_err(|source| {
-            MachineError::Memory {
-                mib: cfg.memory_mib,
-                source,
-            }
-        })?);
+        let ram = Arc::new(
+            GuestRam::new(fdt::RAM_BASE, mem_size)
+                .map_err(|source| MachineError::Memory { mib: cfg.memory_mib, source })?,
+        );
         let harts = cfg.vcpus as usize;
         let signals: Vec<_> = (0..harts).map(|_| Arc::new(HartSignals::new())).collect();
         let power = Arc::new(PowerLatch::new(signals.clone()));
@@ -161,20 +147,12 @@ impl Machine {
         // Interrupt fabric: PLIC context 2h drives hart h's MEIP, 2h+1 its SEIP.
         let mut lines: Vec<Arc<dyn IrqLine>> = Vec::new();
         for s in &signals {
-            lines.push(Arc::new(HartWire {
-                signals: s.clone(),
-                bit: irq::MEIP,
-            }));
-            lines.push(Arc::new(HartWire {
-                signals: s.clone(),
-                bit: irq::SEIP,
-            }));
+            lines.push(Arc::new(HartWire { signals: s.clone(), bit: irq::MEIP }));
+            lines.push(Arc::new(HartWire { signals: s.clone(), bit: irq::SEIP }));
         }
         let plic = Arc::new(Plic::new(lines)?);
-        let timers: Vec<Arc<dyn HartTimerInputs>> = signals
-            .iter()
-            .map(|s| Arc::new(HartTimer(s.clone())) as _)
-            .collect();
+        let timers: Vec<Arc<dyn HartTimerInputs>> =
+            signals.iter().map(|s| Arc::new(HartTimer(s.clone())) as _).collect();
         let aclint = Arc::new(Aclint::new(clock.clone(), timers)?);
         let uart = Arc::new(Uart::new(
             plic.source(fdt::UART_IRQ),
@@ -193,24 +171,14 @@ impl Machine {
         // The boot image.
         let kernel_bytes = read("kernel", &cfg.kernel)?;
         let kernel = parse_kernel(&kernel_bytes, ram.base(), ram.size()).map_err(|source| {
-            MachineError::Load {
-                what: "kernel",
-                path: cfg.kernel.clone(),
-                source,
-            }
+            MachineError::Load { what: "kernel", path: cfg.kernel.clone(), source }
         })?;
-        let memory_error = |source| MachineError::Memory {
-            mib: cfg.memory_mib,
-            source,
-        };
+        let memory_error = |source| MachineError::Memory { mib: cfg.memory_mib, source };
         load_segments(&ram, &kernel).map_err(memory_error)?;
         let mut htif = None;
         if cfg.firmware == Firmware::None {
             if let Some(tohost) = kernel.tohost {
-                htif = Some(Htif {
-                    tohost,
-                    fromhost: kernel.fromhost,
-                });
+                htif = Some(Htif { tohost, fromhost: kernel.fromhost });
             }
         }
         let mut reserved_top = kernel.image_end;
@@ -250,12 +218,7 @@ impl Machine {
         let blob = build_fdt(&fdt_cfg)?;
         ram.write_slice(fdt_addr, &blob).map_err(memory_error)?;
 
-        let sbi = Arc::new(Sbi::new(
-            signals.clone(),
-            power.clone(),
-            console.clone(),
-            ram.clone(),
-        ));
+        let sbi = Arc::new(Sbi::new(signals.clone(), power.clone(), console.clone(), ram.clone()));
         let bus: Arc<PlatformBus> = Arc::new(PlatformBus::new(
             ram.clone(),
             clock.clone(),
@@ -283,14 +246,7 @@ impl Machine {
             }
             vcpus.push(SoftVcpu::new(cpu, sbi.clone(), power.clone()));
         }
-        Ok(Machine {
-            ram,
-            uart,
-            power,
-            clock,
-            signals,
-            vcpus,
-        })
+        Ok(Machine { ram, uart, power, clock, signals, vcpus })
     }
 
     /// Hands the vCPUs to the VMM's threads.
@@ -313,49 +269,28 @@ fn window(base: u64, size: u64, device: Arc<dyn MmioDevice>) -> Window {
 /// Loads M-mode firmware: an ELF at its own addresses, or a raw binary at the start of RAM.
 /// Returns its entry point.
 fn load_firmware(ram: &GuestRam, bytes: &[u8], path: &Path) -> Result<u64, MachineError> {
-    let load_err = |source| MachineError::Load {
-        what: "firmware",
-        path: path.to_owned(),
-        source,
-    };
+    let load_err = |source| MachineError::Load { what: "firmware", path: path.to_owned(), source };
     if bytes.starts_with(b"\x7fELF") {
         let image = parse_kernel(bytes, ram.base(), ram.size()).map_err(load_err)?;
-        load_segments(ram, &image).map_err(|source| MachineError::Memory {
-            mib: ram.size() >> 20,
-            source,
-        })?;
+        load_segments(ram, &image)
+            .map_err(|source| MachineError::Memory { mib: ram.size() >> 20, source })?;
         return Ok(image.entry);
     }
     if bytes.is_empty() {
-        return Err(MachineError::FirmwareEmpty {
-            path: path.to_owned(),
-        });
+        return Err(MachineError::FirmwareEmpty { path: path.to_owned() });
     }
     if bytes.len() as u64 > loader::DEFAULT_TEXT_OFFSET - 0x1000 {
-        return Err(MachineError::FirmwareTooLarge {
-            path: path.to_owned(),
-            len: bytes.len(),
-        });
+        return Err(MachineError::FirmwareTooLarge { path: path.to_owned(), len: bytes.len() });
     }
     ram.write_slice(ram.base(), bytes)
-        .map_err(|source| MachineError::Memory {
-            mib: ram.size() >> 20,
-            source,
-        })?;
+        .map_err(|source| MachineError::Memory { mib: ram.size() >> 20, source })?;
     Ok(ram.base())
 }
 
 /// Writes OpenSBI's `fw_dynamic_info` just below the kernel and returns its address.
 fn write_fw_dynamic_info(ram: &GuestRam, kernel_entry: u64) -> Result<u64, MemoryError> {
     let addr = ram.base() + loader::DEFAULT_TEXT_OFFSET - 0x1000;
-    let words = [
-        FW_DYNAMIC_MAGIC,
-        FW_DYNAMIC_VERSION,
-        kernel_entry,
-        FW_DYNAMIC_NEXT_MODE_S,
-        0,
-        0,
-    ];
+    let words = [FW_DYNAMIC_MAGIC, FW_DYNAMIC_VERSION, kernel_entry, FW_DYNAMIC_NEXT_MODE_S, 0, 0];
     let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
     ram.write_slice(addr, &bytes)?;
     Ok(addr)

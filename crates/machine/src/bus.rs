@@ -45,14 +45,7 @@ impl PlatformBus {
         console: ConsoleSink,
     ) -> PlatformBus {
         windows.sort_by_key(|w| w.base);
-        PlatformBus {
-            ram,
-            clock,
-            windows,
-            htif,
-            power,
-            console,
-        }
+        PlatformBus { ram, clock, windows, htif, power, console }
     }
 
     fn window(&self, addr: u64) -> Option<&Window> {

@@ -111,12 +111,7 @@ impl Phandles {
     fn new(harts: u32) -> Self {
         let cpu = (0..harts).map(|h| 1 + 2 * h).collect();
         let intc = (0..harts).map(|h| 2 + 2 * h).collect();
-        Phandles {
-            cpu,
-            intc,
-            plic: 2 * harts + 1,
-            test: 2 * harts + 2,
-        }
+        Phandles { cpu, intc, plic: 2 * harts + 1, test: 2 * harts + 2 }
     }
 }
 
@@ -125,25 +120,16 @@ fn check(cfg: &FdtConfig) -> Result<(), FdtError> {
         return Err(FdtError::HartCount(cfg.num_harts));
     }
     if cfg.memory_size == 0 || cfg.memory_base.checked_add(cfg.memory_size).is_none() {
-        return Err(FdtError::Memory {
-            base: cfg.memory_base,
-            size: cfg.memory_size,
-        });
+        return Err(FdtError::Memory { base: cfg.memory_base, size: cfg.memory_size });
     }
     if let Some(r) = &cfg.initrd {
         if r.end < r.start {
-            return Err(FdtError::Initrd {
-                start: r.start,
-                end: r.end,
-            });
+            return Err(FdtError::Initrd { start: r.start, end: r.end });
         }
     }
     for (i, v) in cfg.virtio.iter().enumerate() {
         if v.irq == 0 || v.irq > plic::NUM_SOURCES {
-            return Err(FdtError::VirtioIrq {
-                base: v.base,
-                irq: v.irq,
-            });
+            return Err(FdtError::VirtioIrq { base: v.base, irq: v.irq });
         }
         if cfg.virtio[..i].iter().any(|o| o.base == v.base) {
             return Err(FdtError::VirtioDuplicate(v.base));
@@ -180,10 +166,7 @@ pub fn build_fdt(cfg: &FdtConfig) -> Result<Vec<u8>, FdtError> {
     write_cpus(&mut fdt, cfg, &ph)?;
     write_soc(&mut fdt, cfg, &ph)?;
     // syscon-poweroff / syscon-reboot: Linux writes `value` to `offset` of the `regmap` node.
-    for (name, value) in [
-        ("poweroff", syscon::FINISHER_PASS),
-        ("reboot", syscon::FINISHER_RESET),
-    ] {
+    for (name, value) in [("poweroff", syscon::FINISHER_PASS), ("reboot", syscon::FINISHER_RESET)] {
         let n = fdt.begin_node(name)?;
         fdt.property_string("compatible", &format!("syscon-{name}"))?;
         fdt.property_u32("regmap", ph.test)?;
@@ -271,10 +254,7 @@ fn write_soc(fdt: &mut FdtWriter, cfg: &FdtConfig, ph: &Phandles) -> Result<(), 
     fdt.property_null("ranges")?;
 
     let n = fdt.begin_node(&format!("clint@{CLINT_BASE:x}"))?;
-    fdt.property_string_list(
-        "compatible",
-        vec!["sifive,clint0".into(), "riscv,clint0".into()],
-    )?;
+    fdt.property_string_list("compatible", vec!["sifive,clint0".into(), "riscv,clint0".into()])?;
     fdt.property_array_u64("reg", &[CLINT_BASE, aclint::ACLINT_SIZE])?;
     let irqs = per_hart_irqs(ph, IRQ_M_SOFT, IRQ_M_TIMER);
     fdt.property_array_u32("interrupts-extended", &irqs)?;
@@ -282,10 +262,7 @@ fn write_soc(fdt: &mut FdtWriter, cfg: &FdtConfig, ph: &Phandles) -> Result<(), 
 
     // Context order 2h = M-mode, 2h+1 = S-mode, matching keel_devices::Plic.
     let n = fdt.begin_node(&format!("plic@{PLIC_BASE:x}"))?;
-    fdt.property_string_list(
-        "compatible",
-        vec!["sifive,plic-1.0.0".into(), "riscv,plic0".into()],
-    )?;
+    fdt.property_string_list("compatible", vec!["sifive,plic-1.0.0".into(), "riscv,plic0".into()])?;
     fdt.property_array_u64("reg", &[PLIC_BASE, plic::PLIC_SIZE])?;
     let irqs = per_hart_irqs(ph, IRQ_M_EXT, IRQ_S_EXT);
     fdt.property_array_u32("interrupts-extended", &irqs)?;
@@ -307,11 +284,7 @@ fn write_soc(fdt: &mut FdtWriter, cfg: &FdtConfig, ph: &Phandles) -> Result<(), 
     let n = fdt.begin_node(&format!("test@{SYSCON_BASE:x}"))?;
     fdt.property_string_list(
         "compatible",
-        vec![
-            "sifive,test1".into(),
-            "sifive,test0".into(),
-            "syscon".into(),
-        ],
+        vec!["sifive,test1".into(), "sifive,test0".into(), "syscon".into()],
     )?;
     fdt.property_array_u64("reg", &[SYSCON_BASE, syscon::SYSCON_SIZE])?;
     fdt.property_phandle(ph.test)?;
@@ -353,10 +326,7 @@ mod tests {
             isa: "rv64imafdc_zicntr_zicsr_zifencei_zihpm_sstc".into(),
             isa_extensions: exts.split(' ').map(String::from).collect(),
             mmu_type: "riscv,sv48".into(),
-            virtio: vec![
-                VirtioSlot::qemu_virt(0).unwrap(),
-                VirtioSlot::qemu_virt(7).unwrap(),
-            ],
+            virtio: vec![VirtioSlot::qemu_virt(0).unwrap(), VirtioSlot::qemu_virt(7).unwrap()],
         }
     }
 
@@ -408,14 +378,8 @@ mod tests {
         let cn = fa.find_node("/chosen").unwrap();
         assert!(cn.property("linux,initrd-start").is_none());
         let fb = Fdt::new(&b).unwrap();
-        let seed = |f: &Fdt| {
-            f.find_node("/chosen")
-                .unwrap()
-                .property("rng-seed")
-                .unwrap()
-                .value
-                .to_vec()
-        };
+        let seed =
+            |f: &Fdt| f.find_node("/chosen").unwrap().property("rng-seed").unwrap().value.to_vec();
         assert_ne!(seed(&fa), seed(&fb));
     }
 
@@ -436,14 +400,8 @@ mod tests {
             cpu2.property("riscv,isa").unwrap().as_str(),
             Some("rv64imafdc_zicntr_zicsr_zifencei_zihpm_sstc")
         );
-        assert_eq!(
-            cpu2.property("riscv,isa-base").unwrap().as_str(),
-            Some("rv64i")
-        );
-        assert_eq!(
-            cpu2.property("mmu-type").unwrap().as_str(),
-            Some("riscv,sv48")
-        );
+        assert_eq!(cpu2.property("riscv,isa-base").unwrap().as_str(), Some("rv64i"));
+        assert_eq!(cpu2.property("mmu-type").unwrap().as_str(), Some("riscv,sv48"));
         let exts = cpu2.property("riscv,isa-extensions").unwrap().value;
         assert!(exts.starts_with(b"i\0m\0a\0f\0d\0c\0zicntr\0"));
         assert!(exts.ends_with(b"sstc\0"));
@@ -462,8 +420,7 @@ mod tests {
         let f = Fdt::new(&blob).unwrap();
         let intc = |h: usize| {
             u32_prop(
-                f.find_node(&format!("/cpus/cpu@{h}/interrupt-controller"))
-                    .unwrap(),
+                f.find_node(&format!("/cpus/cpu@{h}/interrupt-controller")).unwrap(),
                 "phandle",
             )
         };
@@ -474,10 +431,7 @@ mod tests {
             vec![intc(0), 3, intc(0), 7, intc(1), 3, intc(1), 7]
         );
         let r = clint.reg().unwrap().next().unwrap();
-        assert_eq!(
-            (r.starting_address as u64, r.size),
-            (CLINT_BASE, Some(0x1_0000))
-        );
+        assert_eq!((r.starting_address as u64, r.size), (CLINT_BASE, Some(0x1_0000)));
         let plic = f.find_compatible(&["riscv,plic0"]).unwrap();
         assert_eq!(plic.name, "plic@c000000");
         assert_eq!(
@@ -489,10 +443,7 @@ mod tests {
         assert_eq!(plic.interrupt_cells(), Some(1));
         assert!(plic.property("interrupt-controller").is_some());
         let r = plic.reg().unwrap().next().unwrap();
-        assert_eq!(
-            (r.starting_address as u64, r.size),
-            (PLIC_BASE, Some(0x60_0000))
-        );
+        assert_eq!((r.starting_address as u64, r.size), (PLIC_BASE, Some(0x60_0000)));
     }
 
     #[test]
@@ -533,11 +484,7 @@ mod tests {
         assert_eq!(r.size, Some(0x1000));
         assert!(f.find_node("/soc/virtio_mmio@10002000").is_none());
         assert_eq!(
-            f.find_node("/aliases")
-                .unwrap()
-                .property("serial0")
-                .unwrap()
-                .as_str(),
+            f.find_node("/aliases").unwrap().property("serial0").unwrap().as_str(),
             Some("/soc/serial@10000000")
         );
     }
@@ -555,16 +502,10 @@ mod tests {
         c.memory_base = u64::MAX;
         assert!(matches!(build_fdt(&c), Err(FdtError::Memory { .. })));
         c = config(1);
-        c.initrd = Some(Range {
-            start: 0x9000,
-            end: 0x8000,
-        });
+        c.initrd = Some(Range { start: 0x9000, end: 0x8000 });
         assert!(matches!(build_fdt(&c), Err(FdtError::Initrd { .. })));
         c = config(1);
-        c.virtio.push(VirtioSlot {
-            base: 0x1000_9000,
-            irq: 0,
-        });
+        c.virtio.push(VirtioSlot { base: 0x1000_9000, irq: 0 });
         assert!(matches!(build_fdt(&c), Err(FdtError::VirtioIrq { .. })));
         c = config(1);
         c.virtio.push(VirtioSlot::qemu_virt(0).unwrap());

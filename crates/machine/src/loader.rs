@@ -70,11 +70,7 @@ pub enum LoadError {
     #[error("the kernel file is empty")]
     Empty,
     #[error("the kernel file is truncated: its {what} needs {need} bytes, the file has {have}")]
-    Truncated {
-        what: &'static str,
-        need: usize,
-        have: usize,
-    },
+    Truncated { what: &'static str, need: usize, have: usize },
     #[error("not a RISC-V Linux Image or ELF executable (the file starts with {head})")]
     UnknownFormat { head: String },
     #[error("not a RISC-V kernel: {0}")]
@@ -102,22 +98,11 @@ pub enum LoadError {
     #[error("ELF segment {index} is malformed: {why}")]
     BadSegment { index: usize, why: &'static str },
     #[error("{what} at {addr:#x}+{size:#x} lies outside guest RAM {ram_base:#x}+{ram_size:#x}")]
-    OutsideRam {
-        what: &'static str,
-        addr: u64,
-        size: u64,
-        ram_base: u64,
-        ram_size: u64,
-    },
+    OutsideRam { what: &'static str, addr: u64, size: u64, ram_base: u64, ram_size: u64 },
     #[error("guest RAM {ram_base:#x}+{ram_size:#x} wraps around the address space")]
     BadRam { ram_base: u64, ram_size: u64 },
     #[error("guest RAM of {ram_size} bytes is too small for the kernel (up to {kernel_end:#x}), a {initrd_len}-byte initrd and a {fdt_len}-byte device tree")]
-    RamTooSmall {
-        ram_size: u64,
-        kernel_end: u64,
-        initrd_len: u64,
-        fdt_len: u64,
-    },
+    RamTooSmall { ram_size: u64, kernel_end: u64, initrd_len: u64, fdt_len: u64 },
 }
 
 /// Recognises `bytes` as a kernel for a guest whose RAM is `ram_base..ram_base + ram_size`.
@@ -153,9 +138,7 @@ pub fn parse_kernel(
         ));
     }
     let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    Err(LoadError::UnknownFormat {
-        head: head.join(" "),
-    })
+    Err(LoadError::UnknownFormat { head: head.join(" ") })
 }
 
 #[derive(Clone, Copy)]
@@ -167,22 +150,15 @@ struct Ram {
 
 impl Ram {
     fn new(base: u64, size: u64) -> Result<Ram, LoadError> {
-        let end = base.checked_add(size).ok_or(LoadError::BadRam {
-            ram_base: base,
-            ram_size: size,
-        })?;
+        let end =
+            base.checked_add(size).ok_or(LoadError::BadRam { ram_base: base, ram_size: size })?;
         Ok(Ram { base, size, end })
     }
 
     /// Checks that `addr..addr + size` lies in RAM and returns its end.
     fn check(&self, what: &'static str, addr: u64, size: u64) -> Result<u64, LoadError> {
-        let err = LoadError::OutsideRam {
-            what,
-            addr,
-            size,
-            ram_base: self.base,
-            ram_size: self.size,
-        };
+        let err =
+            LoadError::OutsideRam { what, addr, size, ram_base: self.base, ram_size: self.size };
         match addr.checked_add(size) {
             Some(end) if addr >= self.base && end <= self.end => Ok(end),
             _ => Err(err),
@@ -214,21 +190,15 @@ fn parse_image(bytes: &[u8], ram: Ram) -> Result<KernelImage<'_>, LoadError> {
     if flags & 1 != 0 {
         return Err(LoadError::BigEndianImage);
     }
-    let addr = ram
-        .base
-        .checked_add(text_offset)
-        .ok_or(LoadError::OutsideRam {
-            what: "the Image",
-            addr: ram.base,
-            size: text_offset,
-            ram_base: ram.base,
-            ram_size: ram.size,
-        })?;
+    let addr = ram.base.checked_add(text_offset).ok_or(LoadError::OutsideRam {
+        what: "the Image",
+        addr: ram.base,
+        size: text_offset,
+        ram_base: ram.base,
+        ram_size: ram.size,
+    })?;
     if addr % IMAGE_ALIGN != 0 {
-        return Err(LoadError::MisalignedImage {
-            addr,
-            ram_base: ram.base,
-        });
+        return Err(LoadError::MisalignedImage { addr, ram_base: ram.base });
     }
     // image_size covers BSS; 0 means "unknown" (header version 0.1): use the file size.
     let mem_size = image_size.max(bytes.len() as u64);
@@ -236,11 +206,7 @@ fn parse_image(bytes: &[u8], ram: Ram) -> Result<KernelImage<'_>, LoadError> {
     Ok(KernelImage {
         format: KernelFormat::Image,
         entry: addr,
-        segments: vec![Segment {
-            addr,
-            data: bytes,
-            mem_size,
-        }],
+        segments: vec![Segment { addr, data: bytes, mem_size }],
         image_end,
         tohost: None,
         fromhost: None,
@@ -282,10 +248,7 @@ fn parse_elf(bytes: &[u8], ram: Ram) -> Result<KernelImage<'_>, LoadError> {
     let e = hdr.endian()?;
     let machine = hdr.e_machine(e);
     if machine != elf::EM_RISCV {
-        return Err(LoadError::ElfMachine {
-            machine,
-            name: machine_name(machine),
-        });
+        return Err(LoadError::ElfMachine { machine, name: machine_name(machine) });
     }
     match hdr.e_type(e) {
         elf::ET_EXEC => {}
@@ -302,10 +265,7 @@ fn parse_elf(bytes: &[u8], ram: Ram) -> Result<KernelImage<'_>, LoadError> {
         }
         let (filesz, memsz) = (ph.p_filesz(e), ph.p_memsz(e));
         if filesz > memsz {
-            return Err(LoadError::BadSegment {
-                index,
-                why: "p_filesz is larger than p_memsz",
-            });
+            return Err(LoadError::BadSegment { index, why: "p_filesz is larger than p_memsz" });
         }
         let data = ph.data(e, bytes).map_err(|_| LoadError::BadSegment {
             index,
@@ -313,11 +273,7 @@ fn parse_elf(bytes: &[u8], ram: Ram) -> Result<KernelImage<'_>, LoadError> {
         })?;
         let addr = ph.p_paddr(e);
         image_end = image_end.max(ram.check("an ELF segment", addr, memsz)?);
-        segments.push(Segment {
-            addr,
-            data,
-            mem_size: memsz,
-        });
+        segments.push(Segment { addr, data, mem_size: memsz });
     }
     if segments.is_empty() {
         return Err(LoadError::NoSegments);
@@ -335,14 +291,7 @@ fn parse_elf(bytes: &[u8], ram: Ram) -> Result<KernelImage<'_>, LoadError> {
             _ => {}
         }
     }
-    Ok(KernelImage {
-        format: KernelFormat::Elf,
-        entry,
-        segments,
-        image_end,
-        tohost,
-        fromhost,
-    })
+    Ok(KernelImage { format: KernelFormat::Elf, entry, segments, image_end, tohost, fromhost })
 }
 
 fn align_down(v: u64, a: u64) -> u64 {
@@ -368,21 +317,14 @@ pub fn place_initrd(
     fdt_len: u64,
 ) -> Result<(u64, u64), LoadError> {
     let ram = Ram::new(ram_base, ram_size)?;
-    let too_small = || LoadError::RamTooSmall {
-        ram_size,
-        kernel_end,
-        initrd_len,
-        fdt_len,
-    };
+    let too_small = || LoadError::RamTooSmall { ram_size, kernel_end, initrd_len, fdt_len };
     let floor = align_up(kernel_end.max(ram.base), PAGE).ok_or_else(too_small)?;
     let place = |fdt_align: u64| -> Option<(u64, u64)> {
         let fdt = align_down(ram.end.checked_sub(fdt_len)?, fdt_align);
         let initrd = align_down(fdt.checked_sub(initrd_len)?, PAGE);
         (initrd >= floor).then_some((initrd, fdt))
     };
-    place(IMAGE_ALIGN)
-        .or_else(|| place(FDT_MIN_ALIGN))
-        .ok_or_else(too_small)
+    place(IMAGE_ALIGN).or_else(|| place(FDT_MIN_ALIGN)).ok_or_else(too_small)
 }
 
 #[cfg(test)]
@@ -442,16 +384,10 @@ mod tests {
     #[test]
     fn image_errors() {
         let b = image(2 * MIB, 64 * MIB, 16);
-        assert!(matches!(
-            parse_kernel(&b, RAM, 32 * MIB),
-            Err(LoadError::OutsideRam { .. })
-        ));
+        assert!(matches!(parse_kernel(&b, RAM, 32 * MIB), Err(LoadError::OutsideRam { .. })));
         let mut be = image(2 * MIB, 0, 16);
         be[24] = 1;
-        assert!(matches!(
-            parse_kernel(&be, RAM, 32 * MIB),
-            Err(LoadError::BigEndianImage)
-        ));
+        assert!(matches!(parse_kernel(&be, RAM, 32 * MIB), Err(LoadError::BigEndianImage)));
         let odd = image(0x1000, 0, 16);
         assert!(matches!(
             parse_kernel(&odd, RAM, 32 * MIB),
@@ -464,16 +400,10 @@ mod tests {
         assert!(err.to_string().contains("arm64"), "{err}");
         let mut pe = image(2 * MIB, 0, 16);
         pe[48..60].fill(0);
-        assert!(matches!(
-            parse_kernel(&pe, RAM, 32 * MIB),
-            Err(LoadError::NotRiscv(_))
-        ));
+        assert!(matches!(parse_kernel(&pe, RAM, 32 * MIB), Err(LoadError::NotRiscv(_))));
         assert!(matches!(
             parse_kernel(b"MZ\x90\x00", RAM, 32 * MIB),
-            Err(LoadError::Truncated {
-                what: "Image header",
-                ..
-            })
+            Err(LoadError::Truncated { what: "Image header", .. })
         ));
     }
 
@@ -483,10 +413,7 @@ mod tests {
         let err = parse_kernel(b"#!/bin/sh\necho hello\n", RAM, MIB).unwrap_err();
         assert!(matches!(err, LoadError::UnknownFormat { .. }));
         assert!(err.to_string().contains("23 21 2f 62"), "{err}");
-        assert!(matches!(
-            parse_kernel(&[1, 2, 3], u64::MAX, 2),
-            Err(LoadError::BadRam { .. })
-        ));
+        assert!(matches!(parse_kernel(&[1, 2, 3], u64::MAX, 2), Err(LoadError::BadRam { .. })));
     }
 
     struct ElfSeg {
@@ -552,15 +479,7 @@ mod tests {
         out.resize(shoff + 4 * 64, 0);
         // (name offset, type, offset, size, link, info, entsize); section 0 stays null.
         let secs = [
-            (
-                1u32,
-                elf::SHT_SYMTAB,
-                symoff,
-                symtab.len(),
-                2u32,
-                1u32,
-                24u64,
-            ),
+            (1u32, elf::SHT_SYMTAB, symoff, symtab.len(), 2u32, 1u32, 24u64),
             (9, elf::SHT_STRTAB, stroff, strtab.len(), 0, 0, 0),
             (17, elf::SHT_STRTAB, shstroff, shstrtab.len(), 0, 0, 0),
         ];
@@ -586,12 +505,7 @@ mod tests {
         // li a0, 0; ecall; j .
         let text = vec![0x13, 0x05, 0, 0, 0x73, 0, 0, 0, 0x6f, 0, 0, 0];
         let segs = [
-            ElfSeg {
-                vaddr: RAM,
-                paddr: RAM,
-                data: text,
-                memsz: 12,
-            },
+            ElfSeg { vaddr: RAM, paddr: RAM, data: text, memsz: 12 },
             // Virtual and physical addresses differ: the loader must use p_paddr.
             ElfSeg {
                 vaddr: 0xffff_ffff_8000_1000,
@@ -600,11 +514,7 @@ mod tests {
                 memsz: 0x100,
             },
         ];
-        let syms = [
-            ("_start", RAM),
-            ("tohost", RAM + 0x1000),
-            ("fromhost", RAM + 0x1040),
-        ];
+        let syms = [("_start", RAM), ("tohost", RAM + 0x1000), ("fromhost", RAM + 0x1040)];
         elf(elf::EM_RISCV, elf::ET_EXEC, RAM, &segs, &syms)
     }
 
@@ -616,16 +526,10 @@ mod tests {
         assert_eq!(k.entry, RAM);
         assert_eq!(k.segments.len(), 2);
         assert_eq!(k.segments[0].addr, RAM);
-        assert_eq!(
-            k.segments[0].data,
-            &[0x13, 0x05, 0, 0, 0x73, 0, 0, 0, 0x6f, 0, 0, 0]
-        );
+        assert_eq!(k.segments[0].data, &[0x13, 0x05, 0, 0, 0x73, 0, 0, 0, 0x6f, 0, 0, 0]);
         assert_eq!(k.segments[1].addr, RAM + 0x1000);
         assert_eq!(k.segments[1].data, &[0xaa; 16]);
-        assert_eq!(
-            k.segments[1].mem_size, 0x100,
-            "BSS beyond filesz is reserved"
-        );
+        assert_eq!(k.segments[1].mem_size, 0x100, "BSS beyond filesz is reserved");
         assert_eq!(k.image_end, RAM + 0x1100);
         assert_eq!(k.tohost, Some(RAM + 0x1000));
         assert_eq!(k.fromhost, Some(RAM + 0x1040));
@@ -633,12 +537,7 @@ mod tests {
 
     #[test]
     fn elf_without_htif_symbols() {
-        let segs = [ElfSeg {
-            vaddr: RAM,
-            paddr: RAM,
-            data: vec![0x6f, 0, 0, 0],
-            memsz: 4,
-        }];
+        let segs = [ElfSeg { vaddr: RAM, paddr: RAM, data: vec![0x6f, 0, 0, 0], memsz: 4 }];
         let b = elf(elf::EM_RISCV, elf::ET_EXEC, RAM, &segs, &[("main", RAM)]);
         let k = parse_kernel(&b, RAM, MIB).unwrap();
         assert_eq!((k.tohost, k.fromhost), (None, None));
@@ -646,106 +545,43 @@ mod tests {
 
     #[test]
     fn elf_errors_name_the_problem() {
-        let seg = |paddr, data: Vec<u8>, memsz| ElfSeg {
-            vaddr: paddr,
-            paddr,
-            data,
-            memsz,
-        };
-        let x86 = elf(
-            elf::EM_X86_64,
-            elf::ET_EXEC,
-            RAM,
-            &[seg(RAM, vec![0; 4], 4)],
-            &[],
-        );
+        let seg = |paddr, data: Vec<u8>, memsz| ElfSeg { vaddr: paddr, paddr, data, memsz };
+        let x86 = elf(elf::EM_X86_64, elf::ET_EXEC, RAM, &[seg(RAM, vec![0; 4], 4)], &[]);
         let err = parse_kernel(&x86, RAM, MIB).unwrap_err();
         assert!(matches!(err, LoadError::ElfMachine { machine: 62, .. }));
         assert!(err.to_string().contains("x86-64"), "{err}");
 
         let mut elf32 = test_program();
         elf32[4] = elf::ELFCLASS32;
-        assert!(matches!(
-            parse_kernel(&elf32, RAM, MIB),
-            Err(LoadError::Elf32)
-        ));
+        assert!(matches!(parse_kernel(&elf32, RAM, MIB), Err(LoadError::Elf32)));
         let mut be = test_program();
         be[5] = elf::ELFDATA2MSB;
-        assert!(matches!(
-            parse_kernel(&be, RAM, MIB),
-            Err(LoadError::ElfBigEndian)
-        ));
+        assert!(matches!(parse_kernel(&be, RAM, MIB), Err(LoadError::ElfBigEndian)));
 
         let trunc = &test_program()[..40];
         assert!(matches!(
             parse_kernel(trunc, RAM, MIB),
-            Err(LoadError::Truncated {
-                what: "ELF header",
-                need: 64,
-                have: 40
-            })
+            Err(LoadError::Truncated { what: "ELF header", need: 64, have: 40 })
         ));
         // Program headers cut off.
         let short = &test_program()[..100];
-        assert!(matches!(
-            parse_kernel(short, RAM, MIB),
-            Err(LoadError::Elf(_))
-        ));
+        assert!(matches!(parse_kernel(short, RAM, MIB), Err(LoadError::Elf(_))));
 
-        let low = elf(
-            elf::EM_RISCV,
-            elf::ET_EXEC,
-            RAM,
-            &[seg(0x1000, vec![0; 4], 4)],
-            &[],
-        );
+        let low = elf(elf::EM_RISCV, elf::ET_EXEC, RAM, &[seg(0x1000, vec![0; 4], 4)], &[]);
         let err = parse_kernel(&low, RAM, MIB).unwrap_err();
-        assert!(
-            matches!(err, LoadError::OutsideRam { addr: 0x1000, .. }),
-            "{err}"
-        );
-        let past_end = elf(
-            elf::EM_RISCV,
-            elf::ET_EXEC,
-            RAM,
-            &[seg(RAM, vec![0; 4], 2 * MIB)],
-            &[],
-        );
-        assert!(matches!(
-            parse_kernel(&past_end, RAM, MIB),
-            Err(LoadError::OutsideRam { .. })
-        ));
-        let entry_out = elf(
-            elf::EM_RISCV,
-            elf::ET_EXEC,
-            0x1000,
-            &[seg(RAM, vec![0; 4], 4)],
-            &[],
-        );
+        assert!(matches!(err, LoadError::OutsideRam { addr: 0x1000, .. }), "{err}");
+        let past_end = elf(elf::EM_RISCV, elf::ET_EXEC, RAM, &[seg(RAM, vec![0; 4], 2 * MIB)], &[]);
+        assert!(matches!(parse_kernel(&past_end, RAM, MIB), Err(LoadError::OutsideRam { .. })));
+        let entry_out = elf(elf::EM_RISCV, elf::ET_EXEC, 0x1000, &[seg(RAM, vec![0; 4], 4)], &[]);
         assert!(matches!(
             parse_kernel(&entry_out, RAM, MIB),
-            Err(LoadError::OutsideRam {
-                what: "the ELF entry point",
-                ..
-            })
+            Err(LoadError::OutsideRam { what: "the ELF entry point", .. })
         ));
 
-        let pie = elf(
-            elf::EM_RISCV,
-            elf::ET_DYN,
-            RAM,
-            &[seg(RAM, vec![0; 4], 4)],
-            &[],
-        );
-        assert!(matches!(
-            parse_kernel(&pie, RAM, MIB),
-            Err(LoadError::ElfType(3, _))
-        ));
+        let pie = elf(elf::EM_RISCV, elf::ET_DYN, RAM, &[seg(RAM, vec![0; 4], 4)], &[]);
+        assert!(matches!(parse_kernel(&pie, RAM, MIB), Err(LoadError::ElfType(3, _))));
         let none = elf(elf::EM_RISCV, elf::ET_EXEC, RAM, &[], &[]);
-        assert!(matches!(
-            parse_kernel(&none, RAM, MIB),
-            Err(LoadError::NoSegments)
-        ));
+        assert!(matches!(parse_kernel(&none, RAM, MIB), Err(LoadError::NoSegments)));
 
         // filesz > memsz, and file contents past the end of the file.
         let mut bad = test_program();
@@ -772,10 +608,7 @@ mod tests {
         assert!(fdt + 5000 <= top);
         assert_eq!(initrd % PAGE, 0);
         assert!(initrd + 1_616_384 <= fdt);
-        assert!(
-            fdt - (initrd + 1_616_384) < PAGE,
-            "right below the device tree"
-        );
+        assert!(fdt - (initrd + 1_616_384) < PAGE, "right below the device tree");
         assert!(initrd >= kernel_end);
         // No initrd: it is empty and sits below the device tree.
         let (i, f) = place_initrd(RAM, 256 * MIB, kernel_end, 0, 5000).unwrap();
@@ -794,9 +627,6 @@ mod tests {
         assert!(matches!(err, LoadError::RamTooSmall { .. }), "{err}");
         assert!(place_initrd(RAM, 4096, RAM, 0, 8192).is_err());
         assert!(place_initrd(RAM, 3 * MIB, RAM + 4 * MIB, 0, 100).is_err());
-        assert!(matches!(
-            place_initrd(u64::MAX - 5, 100, 0, 0, 0),
-            Err(LoadError::BadRam { .. })
-        ));
+        assert!(matches!(place_initrd(u64::MAX - 5, 100, 0, 0, 0), Err(LoadError::BadRam { .. })));
     }
 }

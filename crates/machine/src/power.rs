@@ -36,10 +36,7 @@ pub struct PowerLatch {
 
 impl PowerLatch {
     pub fn new(harts: Vec<Arc<HartSignals>>) -> PowerLatch {
-        PowerLatch {
-            request: Mutex::new(None),
-            harts,
-        }
+        PowerLatch { request: Mutex::new(None), harts }
     }
 
     pub fn exit(&self, exit: GuestExit) {

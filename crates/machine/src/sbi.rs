@@ -67,25 +67,13 @@ impl Sbi {
         console: ConsoleSink,
         ram: Arc<GuestRam>,
     ) -> Sbi {
-        Sbi {
-            harts,
-            power,
-            console,
-            ram,
-        }
+        Sbi { harts, power, console, ram }
     }
 
     /// Answers the `ecall` the hart stopped at and moves it past the instruction.
     pub fn handle(&self, hart: &mut Hart) {
         let (eid, fid) = (hart.x(17), hart.x(16));
-        let a = [
-            hart.x(10),
-            hart.x(11),
-            hart.x(12),
-            hart.x(13),
-            hart.x(14),
-            hart.x(15),
-        ];
+        let a = [hart.x(10), hart.x(11), hart.x(12), hart.x(13), hart.x(14), hart.x(15)];
         let Ret(error, value) = match eid {
             ext::BASE => self.base(fid, a[0]),
             ext::TIME if fid == 0 => {
@@ -136,10 +124,7 @@ impl Sbi {
             if mask & (1 << bit) == 0 {
                 continue;
             }
-            let Some(h) = base
-                .checked_add(bit)
-                .and_then(|id| self.harts.get(id as usize))
-            else {
+            let Some(h) = base.checked_add(bit).and_then(|id| self.harts.get(id as usize)) else {
                 return Ret::err(err::INVALID_PARAM);
             };
             f(h);

@@ -60,32 +60,18 @@ impl GuestRam {
             return Err(MemoryError::BadSize(size));
         }
         // RISC-V physical addresses are at most 56 bits wide (privileged spec §12.4, Sv39 PPN).
-        let end = base
-            .checked_add(size)
-            .ok_or(MemoryError::OutOfRange { base, size })?;
+        let end = base.checked_add(size).ok_or(MemoryError::OutOfRange { base, size })?;
         if end > 1 << 56 || base % PAGE_SIZE != 0 {
             return Err(MemoryError::OutOfRange { base, size });
         }
         let len = usize::try_from(size).map_err(|_| MemoryError::OutOfRange { base, size })?;
-        let mem =
-            GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(base), len)]).map_err(|e| {
-                MemoryError::Map {
-                    size: size >> 20,
-                    reason: e.to_string(),
-                }
-            })?;
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(base), len)])
+            .map_err(|e| MemoryError::Map { size: size >> 20, reason: e.to_string() })?;
         let host = mem
             .get_host_address(GuestAddress(base))
-            .map_err(|e| MemoryError::Map {
-                size: size >> 20,
-                reason: e.to_string(),
-            })? as usize;
-        Ok(GuestRam {
-            mem,
-            base,
-            size,
-            host,
-        })
+            .map_err(|e| MemoryError::Map { size: size >> 20, reason: e.to_string() })?
+            as usize;
+        Ok(GuestRam { mem, base, size, host })
     }
 
     pub fn base(&self) -> u64 {
@@ -110,40 +96,27 @@ impl GuestRam {
     /// only dereference addresses inside RAM (see [`load_host`] / [`store_host`]).
     #[inline]
     pub fn host_address(&self, addr: u64) -> Option<usize> {
-        self.contains(addr, 1)
-            .then(|| self.host + (addr - self.base) as usize)
+        self.contains(addr, 1).then(|| self.host + (addr - self.base) as usize)
     }
 
     /// Copies `data` into RAM at `addr` (kernel, initrd and device tree loading, device DMA).
     pub fn write_slice(&self, addr: u64, data: &[u8]) -> Result<(), MemoryError> {
         if !self.contains(addr, data.len() as u64) {
-            return Err(MemoryError::Outside {
-                addr,
-                len: data.len() as u64,
-            });
+            return Err(MemoryError::Outside { addr, len: data.len() as u64 });
         }
         self.mem
             .write_slice(data, GuestAddress(addr))
-            .map_err(|_| MemoryError::Outside {
-                addr,
-                len: data.len() as u64,
-            })
+            .map_err(|_| MemoryError::Outside { addr, len: data.len() as u64 })
     }
 
     /// Copies RAM at `addr` into `buf`.
     pub fn read_slice(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         if !self.contains(addr, buf.len() as u64) {
-            return Err(MemoryError::Outside {
-                addr,
-                len: buf.len() as u64,
-            });
+            return Err(MemoryError::Outside { addr, len: buf.len() as u64 });
         }
         self.mem
             .read_slice(buf, GuestAddress(addr))
-            .map_err(|_| MemoryError::Outside {
-                addr,
-                len: buf.len() as u64,
-            })
+            .map_err(|_| MemoryError::Outside { addr, len: buf.len() as u64 })
     }
 
     /// Reads a little-endian value at guest-physical `addr` (any alignment), or `None` outside RAM.
@@ -215,11 +188,7 @@ impl GuestRam {
         let mut vec = vec![0u8; pages as usize];
         // SAFETY: mincore reads the residency of our own mapping into a buffer of one byte per page.
         let rc = unsafe {
-            libc::mincore(
-                self.host as *mut libc::c_void,
-                region as usize,
-                vec.as_mut_ptr(),
-            )
+            libc::mincore(self.host as *mut libc::c_void, region as usize, vec.as_mut_ptr())
         };
         if rc != 0 {
             return 0;
@@ -293,11 +262,7 @@ mod tests {
     fn accesses_outside_ram_are_refused() {
         let ram = GuestRam::new(BASE, 1 << 20).unwrap();
         assert_eq!(ram.load::<u32>(BASE - 4), None);
-        assert_eq!(
-            ram.load::<u64>(BASE + (1 << 20) - 4),
-            None,
-            "straddles the end"
-        );
+        assert_eq!(ram.load::<u64>(BASE + (1 << 20) - 4), None, "straddles the end");
         assert!(!ram.store::<u8>(BASE + (1 << 20), 1));
         assert!(ram.write_slice(BASE + (1 << 20) - 2, &[1, 2, 3]).is_err());
         assert!(ram.atomic_u64(BASE + 4).is_none(), "misaligned atomic");
@@ -305,38 +270,22 @@ mod tests {
 
     #[test]
     fn bad_sizes_are_rejected_with_a_reason() {
-        assert!(matches!(
-            GuestRam::new(BASE, 0),
-            Err(MemoryError::BadSize(0))
-        ));
-        assert!(matches!(
-            GuestRam::new(BASE, 100),
-            Err(MemoryError::BadSize(100))
-        ));
-        assert!(matches!(
-            GuestRam::new(BASE, 1 << 60),
-            Err(MemoryError::OutOfRange { .. })
-        ));
+        assert!(matches!(GuestRam::new(BASE, 0), Err(MemoryError::BadSize(0))));
+        assert!(matches!(GuestRam::new(BASE, 100), Err(MemoryError::BadSize(100))));
+        assert!(matches!(GuestRam::new(BASE, 1 << 60), Err(MemoryError::OutOfRange { .. })));
     }
 
     #[test]
     fn memory_is_allocated_lazily_and_discard_returns_it() {
         let ram = GuestRam::new(BASE, 64 << 20).unwrap();
-        assert!(
-            ram.resident_bytes() < (1 << 20),
-            "untouched RAM must not be resident"
-        );
+        assert!(ram.resident_bytes() < (1 << 20), "untouched RAM must not be resident");
         for page in 0..256u64 {
             ram.store::<u8>(BASE + page * PAGE_SIZE, 1);
         }
         assert!(ram.resident_bytes() >= 256 * PAGE_SIZE);
         ram.discard_all();
         assert!(ram.resident_bytes() < 256 * PAGE_SIZE);
-        assert_eq!(
-            ram.load::<u8>(BASE),
-            Some(0),
-            "discarded pages read as zero"
-        );
+        assert_eq!(ram.load::<u8>(BASE), Some(0), "discarded pages read as zero");
     }
 
     #[test]

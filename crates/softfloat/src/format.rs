@@ -68,18 +68,13 @@ pub(crate) fn unpack<F: Format>(bits: u64) -> (bool, Kind) {
         if frac == 0 {
             Kind::Inf
         } else {
-            Kind::Nan {
-                signaling: frac & F::QUIET_BIT == 0,
-            }
+            Kind::Nan { signaling: frac & F::QUIET_BIT == 0 }
         }
     } else if biased == 0 {
         if frac == 0 {
             Kind::Zero
         } else {
-            Kind::Finite {
-                exp: F::EMIN - F::FRAC_BITS as i32,
-                sig: frac,
-            }
+            Kind::Finite { exp: F::EMIN - F::FRAC_BITS as i32, sig: frac }
         }
     } else {
         Kind::Finite {

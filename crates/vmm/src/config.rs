@@ -32,16 +32,9 @@ pub struct VmFile {
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read VM file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}:{line}: {message}")]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        message: String,
-    },
+    Parse { path: PathBuf, line: usize, message: String },
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
 }
@@ -49,10 +42,8 @@ pub enum ConfigError {
 impl VmFile {
     /// Reads and checks a VM file. Relative paths in it are made relative to its folder.
     pub fn load(path: &Path) -> Result<VmFile, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let mut vm = VmFile::parse(&text, path)?;
         let dir = path.parent().unwrap_or(Path::new("."));
         for p in [&mut vm.kernel, &mut vm.initrd].into_iter().flatten() {
@@ -85,10 +76,7 @@ impl VmFile {
 
     /// Checks values whose range the type doesn't capture. `origin` names where they came from.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid {
-            path: origin.to_string(),
-            message,
-        };
+        let invalid = |message: String| ConfigError::Invalid { path: origin.to_string(), message };
         if self.memory == Some(0) {
             return Err(invalid(
                 "memory = 0: a VM needs at least 1 MiB of RAM (give MiB, e.g. memory = 256)".into(),
@@ -153,40 +141,27 @@ mod tests {
 
     #[test]
     fn unknown_keys_name_the_file_line_and_key() {
-        let err = parse("memory = 256\n\nmemroy = 128\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse("memory = 256\n\nmemroy = 128\n").unwrap_err().to_string();
         assert!(err.starts_with("vm.toml:3: "), "{err}");
         assert!(err.contains("memroy"), "{err}");
     }
 
     #[test]
     fn wrong_types_name_the_line() {
-        let err = parse("vcpus = 1\nmemory = \"lots\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse("vcpus = 1\nmemory = \"lots\"\n").unwrap_err().to_string();
         assert!(err.starts_with("vm.toml:2: "), "{err}");
     }
 
     #[test]
     fn zero_memory_and_vcpus_are_refused() {
-        assert!(parse("memory = 0")
-            .unwrap_err()
-            .to_string()
-            .contains("memory = 0"));
-        assert!(parse("vcpus = 0")
-            .unwrap_err()
-            .to_string()
-            .contains("vcpus = 0"));
+        assert!(parse("memory = 0").unwrap_err().to_string().contains("memory = 0"));
+        assert!(parse("vcpus = 0").unwrap_err().to_string().contains("vcpus = 0"));
     }
 
     #[test]
     fn flags_override_the_file() {
         let mut vm = parse("memory = 256\ncmdline = \"a\"\n").unwrap();
-        vm.merge(VmFile {
-            memory: Some(128),
-            ..Default::default()
-        });
+        vm.merge(VmFile { memory: Some(128), ..Default::default() });
         assert_eq!(vm.memory, Some(128));
         assert_eq!(vm.cmdline.as_deref(), Some("a"));
     }

@@ -93,10 +93,7 @@ impl Write for PanicSpotter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         for &b in buf {
             if b == b'\n' {
-                if let Some(pos) = self
-                    .line
-                    .windows(PANIC_MARK.len())
-                    .position(|w| w == PANIC_MARK)
+                if let Some(pos) = self.line.windows(PANIC_MARK.len()).position(|w| w == PANIC_MARK)
                 {
                     let msg = String::from_utf8_lossy(&self.line[pos + PANIC_MARK.len()..]);
                     let mut p = self.panic.lock().unwrap_or_else(|e| e.into_inner());
@@ -198,48 +195,46 @@ impl Console {
         let target = self.input.clone();
         let quit = self.quit.clone();
         let on_quit = self.on_quit.clone();
-        let spawned = std::thread::Builder::new()
-            .name("keel-stdin".into())
-            .spawn(move || {
-                let mut buf = [0u8; 1024];
-                let mut after_escape = false;
-                loop {
-                    let n = match input.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    let mut out = Vec::with_capacity(n);
-                    for &b in &buf[..n] {
-                        if !escape {
-                            out.push(b);
-                        } else if after_escape {
-                            after_escape = false;
-                            match b {
-                                b'x' | b'X' => {
-                                    quit.store(true, Ordering::SeqCst);
-                                    if let Some(stop) =
-                                        on_quit.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
-                                    {
-                                        stop();
-                                    }
-                                    return;
+        let spawned = std::thread::Builder::new().name("keel-stdin".into()).spawn(move || {
+            let mut buf = [0u8; 1024];
+            let mut after_escape = false;
+            loop {
+                let n = match input.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                let mut out = Vec::with_capacity(n);
+                for &b in &buf[..n] {
+                    if !escape {
+                        out.push(b);
+                    } else if after_escape {
+                        after_escape = false;
+                        match b {
+                            b'x' | b'X' => {
+                                quit.store(true, Ordering::SeqCst);
+                                if let Some(stop) =
+                                    on_quit.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+                                {
+                                    stop();
                                 }
-                                ESCAPE => out.push(ESCAPE),
-                                other => out.extend_from_slice(&[ESCAPE, other]),
+                                return;
                             }
-                        } else if b == ESCAPE {
-                            after_escape = true;
-                        } else {
-                            out.push(b);
+                            ESCAPE => out.push(ESCAPE),
+                            other => out.extend_from_slice(&[ESCAPE, other]),
                         }
-                    }
-                    let mut t = target.lock().unwrap_or_else(|e| e.into_inner());
-                    match &t.uart {
-                        Some(uart) => uart.push_input(&out),
-                        None => t.pending.extend(out),
+                    } else if b == ESCAPE {
+                        after_escape = true;
+                    } else {
+                        out.push(b);
                     }
                 }
-            });
+                let mut t = target.lock().unwrap_or_else(|e| e.into_inner());
+                match &t.uart {
+                    Some(uart) => uart.push_input(&out),
+                    None => t.pending.extend(out),
+                }
+            }
+        });
         if let Err(e) = spawned {
             eprintln!("keel: cannot start the console input thread: {e}");
         }
@@ -273,21 +268,13 @@ mod tests {
         }
         console.finish();
         assert_eq!(&cap.0.lock().unwrap()[..], &text[..]);
-        assert_eq!(
-            console.panic_message().as_deref(),
-            Some("VFS: Unable to mount root fs")
-        );
+        assert_eq!(console.panic_message().as_deref(), Some("VFS: Unable to mount root fs"));
     }
 
     #[test]
     fn no_panic_no_message() {
         let console = Console::new(Box::new(Capture::default()));
-        console
-            .sink()
-            .lock()
-            .unwrap()
-            .write_all(b"hello\n")
-            .unwrap();
+        console.sink().lock().unwrap().write_all(b"hello\n").unwrap();
         assert_eq!(console.panic_message(), None);
     }
 }

@@ -88,9 +88,7 @@ fn run_vcpus<V: Vcpu + 'static>(machine: &Machine, vcpus: Vec<V>) -> Result<Vcpu
         threads.push(t);
     }
     drop(tx);
-    let first = rx
-        .recv()
-        .unwrap_or(VcpuExit::Crashed("every vCPU thread died".into()));
+    let first = rx.recv().unwrap_or(VcpuExit::Crashed("every vCPU thread died".into()));
     machine.stop();
     for t in threads {
         if t.join().is_err() {

@@ -68,11 +68,7 @@ pub fn run_with_deadline(cmd: &mut Command, limit: Duration) -> Output {
             panic!("keel did not finish within {limit:?}; stderr:\n{err}");
         }
     };
-    Output {
-        status,
-        stdout: out_t.join().unwrap(),
-        stderr: err_t.join().unwrap(),
-    }
+    Output { status, stdout: out_t.join().unwrap(), stderr: err_t.join().unwrap() }
 }
 
 /// `keel run -- ARGS...` on the default VM.

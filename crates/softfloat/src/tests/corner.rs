@@ -60,35 +60,17 @@ fn nan_results_are_canonical() {
     let qnan32 = 0xffc1_2345;
     let qnan64 = 0xfff8_0000_dead_beef;
     for rm in ALL_MODES {
-        assert_eq!(
-            fl(|f| f32_add(qnan32, ONE32, rm, f)),
-            (F32_CANONICAL_NAN, 0)
-        );
-        assert_eq!(
-            fl(|f| f32_mul(ONE32, qnan32, rm, f)),
-            (F32_CANONICAL_NAN, 0)
-        );
+        assert_eq!(fl(|f| f32_add(qnan32, ONE32, rm, f)), (F32_CANONICAL_NAN, 0));
+        assert_eq!(fl(|f| f32_mul(ONE32, qnan32, rm, f)), (F32_CANONICAL_NAN, 0));
         assert_eq!(fl(|f| f32_sqrt(qnan32, rm, f)), (F32_CANONICAL_NAN, 0));
-        assert_eq!(
-            fl(|f| f64_div(qnan64, ONE64, rm, f)),
-            (F64_CANONICAL_NAN, 0)
-        );
-        assert_eq!(
-            fl(|f| f64_sub(ONE64, qnan64, rm, f)),
-            (F64_CANONICAL_NAN, 0)
-        );
+        assert_eq!(fl(|f| f64_div(qnan64, ONE64, rm, f)), (F64_CANONICAL_NAN, 0));
+        assert_eq!(fl(|f| f64_sub(ONE64, qnan64, rm, f)), (F64_CANONICAL_NAN, 0));
         let r = fl(|f| f64_mul_add(ONE64, ONE64, qnan64, true, true, rm, f));
         assert_eq!(r, (F64_CANONICAL_NAN, 0));
         // Signaling NaNs additionally raise INVALID.
-        assert_eq!(
-            fl(|f| f32_add(ONE32, SNAN32, rm, f)),
-            (F32_CANONICAL_NAN, NV)
-        );
+        assert_eq!(fl(|f| f32_add(ONE32, SNAN32, rm, f)), (F32_CANONICAL_NAN, NV));
         assert_eq!(fl(|f| f32_mul(SNAN32, 0, rm, f)), (F32_CANONICAL_NAN, NV));
-        assert_eq!(
-            fl(|f| f64_sqrt(SNAN64 | NEG64, rm, f)),
-            (F64_CANONICAL_NAN, NV)
-        );
+        assert_eq!(fl(|f| f64_sqrt(SNAN64 | NEG64, rm, f)), (F64_CANONICAL_NAN, NV));
         assert_eq!(fl(|f| f64_div(SNAN64, 0, rm, f)), (F64_CANONICAL_NAN, NV));
         let r = fl(|f| f32_mul_add(ONE32, SNAN32, ONE32, false, false, rm, f));
         assert_eq!(r, (F32_CANONICAL_NAN, NV));
@@ -99,44 +81,23 @@ fn nan_results_are_canonical() {
     assert_eq!(fl(|f| f64_to_f32(qnan64, RNE, f)), (F32_CANONICAL_NAN, 0));
     assert_eq!(fl(|f| f64_to_f32(SNAN64, RNE, f)), (F32_CANONICAL_NAN, NV));
     // A binary64 NaN whose payload lives only in the low bits stays a NaN.
-    assert_eq!(
-        fl(|f| f64_to_f32(0x7ff8_0000_0000_0001, RNE, f)),
-        (F32_CANONICAL_NAN, 0)
-    );
+    assert_eq!(fl(|f| f64_to_f32(0x7ff8_0000_0000_0001, RNE, f)), (F32_CANONICAL_NAN, 0));
 }
 
 #[test]
 fn invalid_operations() {
     for rm in ALL_MODES {
         // inf - inf, inf + -inf.
-        assert_eq!(
-            fl(|f| f32_sub(INF32, INF32, rm, f)),
-            (F32_CANONICAL_NAN, NV)
-        );
-        assert_eq!(
-            fl(|f| f64_add(INF64 | NEG64, INF64, rm, f)),
-            (F64_CANONICAL_NAN, NV)
-        );
+        assert_eq!(fl(|f| f32_sub(INF32, INF32, rm, f)), (F32_CANONICAL_NAN, NV));
+        assert_eq!(fl(|f| f64_add(INF64 | NEG64, INF64, rm, f)), (F64_CANONICAL_NAN, NV));
         assert_eq!(fl(|f| f64_add(INF64, INF64, rm, f)), (INF64, 0));
         // 0 * inf, 0 / 0, inf / inf.
-        assert_eq!(
-            fl(|f| f32_mul(NEG32, INF32, rm, f)),
-            (F32_CANONICAL_NAN, NV)
-        );
+        assert_eq!(fl(|f| f32_mul(NEG32, INF32, rm, f)), (F32_CANONICAL_NAN, NV));
         assert_eq!(fl(|f| f64_div(0, NEG64, rm, f)), (F64_CANONICAL_NAN, NV));
-        assert_eq!(
-            fl(|f| f32_div(INF32, INF32 | NEG32, rm, f)),
-            (F32_CANONICAL_NAN, NV)
-        );
+        assert_eq!(fl(|f| f32_div(INF32, INF32 | NEG32, rm, f)), (F32_CANONICAL_NAN, NV));
         // sqrt of a negative number (including -inf and -subnormal).
-        assert_eq!(
-            fl(|f| f32_sqrt(ONE32 | NEG32, rm, f)),
-            (F32_CANONICAL_NAN, NV)
-        );
-        assert_eq!(
-            fl(|f| f64_sqrt(INF64 | NEG64, rm, f)),
-            (F64_CANONICAL_NAN, NV)
-        );
+        assert_eq!(fl(|f| f32_sqrt(ONE32 | NEG32, rm, f)), (F32_CANONICAL_NAN, NV));
+        assert_eq!(fl(|f| f64_sqrt(INF64 | NEG64, rm, f)), (F64_CANONICAL_NAN, NV));
         assert_eq!(fl(|f| f64_sqrt(NEG64 | 1, rm, f)), (F64_CANONICAL_NAN, NV));
         // fma: inf * 0 + qNaN raises INVALID on RISC-V (§20.6).
         for (np, na) in [(false, false), (false, true), (true, false), (true, true)] {
@@ -161,10 +122,7 @@ fn division_by_zero() {
     for rm in ALL_MODES {
         assert_eq!(fl(|f| f32_div(ONE32, 0, rm, f)), (INF32, DZ));
         assert_eq!(fl(|f| f32_div(ONE32, NEG32, rm, f)), (INF32 | NEG32, DZ));
-        assert_eq!(
-            fl(|f| f64_div(ONE64 | NEG64, 0, rm, f)),
-            (INF64 | NEG64, DZ)
-        );
+        assert_eq!(fl(|f| f64_div(ONE64 | NEG64, 0, rm, f)), (INF64 | NEG64, DZ));
         assert_eq!(fl(|f| f64_div(1, NEG64, rm, f)), (INF64 | NEG64, DZ));
         // inf / 0 is an exact infinity; 0 / x and x / inf are exact zeros.
         assert_eq!(fl(|f| f64_div(INF64, 0, rm, f)), (INF64, 0));
@@ -215,10 +173,7 @@ fn signed_zero_sums() {
         assert_eq!(fl(|f| f32_mul(NEG32, TWO32, rm, f)), (NEG32, 0));
         assert_eq!(fl(|f| f64_mul(NEG64, NEG64 | ONE64, rm, f)), (0, 0));
         // fma with an exactly cancelling product: ±(1 * 1) ∓ 1.
-        assert_eq!(
-            fl(|f| f64_mul_add(ONE64, ONE64, ONE64, false, true, rm, f)),
-            (z64, 0)
-        );
+        assert_eq!(fl(|f| f64_mul_add(ONE64, ONE64, ONE64, false, true, rm, f)), (z64, 0));
         // FNMADD is (-(a * b)) - c: -(1 * 1) - (-1) = +0 (-0 under RDN),
         // whereas negating the sum would give -(1 + -1) = -0.
         let r = fl(|f| f64_mul_add(ONE64, ONE64, ONE64 | NEG64, true, true, rm, f));
@@ -255,50 +210,23 @@ fn overflow_follows_rounding_mode() {
         (RUP, INF32, MAX32),
     ];
     for (rm, pos, neg) in cases32 {
-        assert_eq!(
-            fl(|f| f32_mul(MAX32, TWO32, rm, f)),
-            (pos, OF | NX),
-            "{rm:?}"
-        );
-        assert_eq!(
-            fl(|f| f32_mul(MAX32 | NEG32, TWO32, rm, f)),
-            (neg | NEG32, OF | NX),
-            "{rm:?}"
-        );
+        assert_eq!(fl(|f| f32_mul(MAX32, TWO32, rm, f)), (pos, OF | NX), "{rm:?}");
+        assert_eq!(fl(|f| f32_mul(MAX32 | NEG32, TWO32, rm, f)), (neg | NEG32, OF | NX), "{rm:?}");
     }
-    let cases64 = [
-        (RNE, INF64),
-        (RMM, INF64),
-        (RTZ, MAX64),
-        (RDN, MAX64),
-        (RUP, INF64),
-    ];
+    let cases64 = [(RNE, INF64), (RMM, INF64), (RTZ, MAX64), (RDN, MAX64), (RUP, INF64)];
     for (rm, pos) in cases64 {
-        assert_eq!(
-            fl(|f| f64_add(MAX64, MAX64, rm, f)),
-            (pos, OF | NX),
-            "{rm:?}"
-        );
+        assert_eq!(fl(|f| f64_add(MAX64, MAX64, rm, f)), (pos, OF | NX), "{rm:?}");
     }
     // binary64 -> binary32 overflow.
     assert_eq!(fl(|f| f64_to_f32(MAX64, RNE, f)), (INF32, OF | NX));
-    assert_eq!(
-        fl(|f| f64_to_f32(MAX64 | NEG64, RUP, f)),
-        (MAX32 | NEG32, OF | NX)
-    );
+    assert_eq!(fl(|f| f64_to_f32(MAX64 | NEG64, RUP, f)), (MAX32 | NEG32, OF | NX));
     // MAX + 2^103 (half an ulp) is a tie whose even neighbour is 2^128,
     // so RNE overflows; just below half an ulp the result stays MAX,
     // inexact only.
-    assert_eq!(
-        fl(|f| f32_add(MAX32, 0x7300_0000, RNE, f)),
-        (INF32, OF | NX)
-    );
+    assert_eq!(fl(|f| f32_add(MAX32, 0x7300_0000, RNE, f)), (INF32, OF | NX));
     assert_eq!(fl(|f| f32_add(MAX32, 0x72ff_ffff, RNE, f)), (MAX32, NX));
     // Exactly representable large results raise nothing.
-    assert_eq!(
-        fl(|f| f64_mul(0x7fd0_0000_0000_0000, TWO64, RNE, f)),
-        (0x7fe0_0000_0000_0000, 0)
-    );
+    assert_eq!(fl(|f| f64_mul(0x7fd0_0000_0000_0000, TWO64, RNE, f)), (0x7fe0_0000_0000_0000, 0));
 }
 
 #[test]
@@ -319,39 +247,18 @@ fn underflow_and_tininess() {
     // even when the delivered result is the smallest normal.
     let a = 0x3fef_ffff_ffff_ffff;
     let min_normal = 0x0010_0000_0000_0000;
-    assert_eq!(
-        fl(|f| f64_mul(a, min_normal, RNE, f)),
-        (min_normal, UF | NX)
-    );
-    assert_eq!(
-        fl(|f| f64_mul(a, min_normal, RUP, f)),
-        (min_normal, UF | NX)
-    );
-    assert_eq!(
-        fl(|f| f64_mul(a, min_normal, RTZ, f)),
-        (min_normal - 1, UF | NX)
-    );
+    assert_eq!(fl(|f| f64_mul(a, min_normal, RNE, f)), (min_normal, UF | NX));
+    assert_eq!(fl(|f| f64_mul(a, min_normal, RUP, f)), (min_normal, UF | NX));
+    assert_eq!(fl(|f| f64_mul(a, min_normal, RTZ, f)), (min_normal - 1, UF | NX));
     // 2^-126 - 2^-151 rounds to 2^-126 at full precision as well: not
     // tiny after rounding, so only INEXACT (tiny before rounding would
     // have raised UNDERFLOW).
-    assert_eq!(
-        fl(|f| f64_to_f32(0x380f_ffff_f000_0000, RNE, f)),
-        (0x0080_0000, NX)
-    );
-    assert_eq!(
-        fl(|f| f64_to_f32(0x380f_ffff_f000_0000, RUP, f)),
-        (0x0080_0000, NX)
-    );
-    assert_eq!(
-        fl(|f| f64_to_f32(0x380f_ffff_f000_0000, RTZ, f)),
-        (0x007f_ffff, UF | NX)
-    );
+    assert_eq!(fl(|f| f64_to_f32(0x380f_ffff_f000_0000, RNE, f)), (0x0080_0000, NX));
+    assert_eq!(fl(|f| f64_to_f32(0x380f_ffff_f000_0000, RUP, f)), (0x0080_0000, NX));
+    assert_eq!(fl(|f| f64_to_f32(0x380f_ffff_f000_0000, RTZ, f)), (0x007f_ffff, UF | NX));
     // Subnormal binary32 widens exactly.
     assert_eq!(fl(|f| f32_to_f64(1, f)), (0x36a0_0000_0000_0000, 0));
-    assert_eq!(
-        fl(|f| f32_to_f64(NEG32 | 0x007f_ffff, f)),
-        (0xb80f_ffff_c000_0000, 0)
-    );
+    assert_eq!(fl(|f| f32_to_f64(NEG32 | 0x007f_ffff, f)), (0xb80f_ffff_c000_0000, 0));
 }
 
 #[test]
@@ -360,27 +267,15 @@ fn integer_to_float() {
         assert_eq!(fl(|f| f32_from_i32(0, rm, f)), (0, 0));
         assert_eq!(fl(|f| f64_from_u64(0, rm, f)), (0, 0));
         assert_eq!(fl(|f| f32_from_i32(i32::MIN, rm, f)), (0xcf00_0000, 0));
-        assert_eq!(
-            fl(|f| f64_from_i64(i64::MIN, rm, f)),
-            (0xc3e0_0000_0000_0000, 0)
-        );
-        assert_eq!(
-            fl(|f| f64_from_u32(u32::MAX, rm, f)),
-            (0x41ef_ffff_ffe0_0000, 0)
-        );
+        assert_eq!(fl(|f| f64_from_i64(i64::MIN, rm, f)), (0xc3e0_0000_0000_0000, 0));
+        assert_eq!(fl(|f| f64_from_u32(u32::MAX, rm, f)), (0x41ef_ffff_ffe0_0000, 0));
         assert_eq!(fl(|f| f64_from_i32(-1, rm, f)), (ONE64 | NEG64, 0));
     }
     // u64::MAX = 2^64 - 1.
     assert_eq!(fl(|f| f32_from_u64(u64::MAX, RNE, f)), (0x5f80_0000, NX));
     assert_eq!(fl(|f| f32_from_u64(u64::MAX, RTZ, f)), (0x5f7f_ffff, NX));
-    assert_eq!(
-        fl(|f| f64_from_u64(u64::MAX, RDN, f)),
-        (0x43ef_ffff_ffff_ffff, NX)
-    );
-    assert_eq!(
-        fl(|f| f64_from_u64(u64::MAX, RUP, f)),
-        (0x43f0_0000_0000_0000, NX)
-    );
+    assert_eq!(fl(|f| f64_from_u64(u64::MAX, RDN, f)), (0x43ef_ffff_ffff_ffff, NX));
+    assert_eq!(fl(|f| f64_from_u64(u64::MAX, RUP, f)), (0x43f0_0000_0000_0000, NX));
     // i32::MAX to binary32: 2^31 - 1 needs 31 bits.
     assert_eq!(fl(|f| f32_from_i32(i32::MAX, RNE, f)), (0x4f00_0000, NX));
     assert_eq!(fl(|f| f32_from_i32(i32::MAX, RTZ, f)), (0x4eff_ffff, NX));

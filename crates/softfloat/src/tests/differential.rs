@@ -62,11 +62,7 @@ fn run(name: &str, seed: u64, mut case: impl FnMut(&mut Rng, RoundingMode) -> Ou
 
 /// Compares a float result with the host's, canonicalising host NaNs.
 fn compare<F: Format>(what: impl FnOnce() -> String, ours: (u64, u8), host: (u64, u8)) -> Outcome {
-    let host_bits = if is_nan::<F>(host.0) {
-        F::CANONICAL_NAN
-    } else {
-        host.0
-    };
+    let host_bits = if is_nan::<F>(host.0) { F::CANONICAL_NAN } else { host.0 };
     if ours == (host_bits, host.1) {
         Outcome::Match(ours.1)
     } else {
@@ -234,11 +230,7 @@ fn mul_add<F: Host>(name: &str, seed: u64) {
             }
             theirs.1 |= flags::INVALID;
         }
-        compare::<F>(
-            || format!("{name}({a:#x}, {b:#x}, {c:#x}, np={np}, na={na})"),
-            ours,
-            theirs,
-        )
+        compare::<F>(|| format!("{name}({a:#x}, {b:#x}, {c:#x}, np={np}, na={na})"), ours, theirs)
     });
     eprintln!("differential {name}: {overridden} cases of inf * 0 + qNaN expected INVALID where x86 raises none");
 }
@@ -310,11 +302,7 @@ fn f32_to_f64() {
     run("f32_to_f64", 21, |rng, _| {
         let a = operand::<F32>(rng);
         let ours = with_flags(|fl| crate::f32_to_f64(a as u32, fl));
-        compare::<F64>(
-            || format!("f32_to_f64({a:#x})"),
-            ours,
-            host::cvt_f32_to_f64(0, a, RNE),
-        )
+        compare::<F64>(|| format!("f32_to_f64({a:#x})"), ours, host::cvt_f32_to_f64(0, a, RNE))
     });
 }
 
@@ -340,15 +328,7 @@ fn integer(rng: &mut Rng) -> u64 {
     let width = rng.below(64) + 1;
     let v = super::pattern(rng, width as u32) | (1u64 << (width - 1));
     if rng.chance(10) {
-        [
-            0,
-            1,
-            u64::MAX,
-            1 << 63,
-            (1 << 63) - 1,
-            1 << 31,
-            (1 << 31) - 1,
-        ][rng.below(7) as usize]
+        [0, 1, u64::MAX, 1 << 63, (1 << 63) - 1, 1 << 31, (1 << 31) - 1][rng.below(7) as usize]
     } else {
         v
     }
@@ -477,12 +457,8 @@ fn to_int<F: Format>(
         } else {
             // Saturate per §20.7: NaN and positive out-of-range inputs
             // give the maximum, negative ones the minimum.
-            let positive = is_nan::<F>(a)
-                || if hf & flags::INVALID == 0 {
-                    h > max
-                } else {
-                    a & F::SIGN == 0
-                };
+            let positive =
+                is_nan::<F>(a) || if hf & flags::INVALID == 0 { h > max } else { a & F::SIGN == 0 };
             (if positive { max } else { min }, flags::INVALID)
         };
         if mine == expected {
@@ -500,20 +476,13 @@ fn to_int<F: Format>(
 }
 
 fn host_signed<F: Format>(a: u64, rm: RoundingMode) -> (i128, u8) {
-    let (r, f) = if F::BITS == 32 {
-        host::f32_to_i64(a, rm)
-    } else {
-        host::f64_to_i64(a, rm)
-    };
+    let (r, f) = if F::BITS == 32 { host::f32_to_i64(a, rm) } else { host::f64_to_i64(a, rm) };
     (r.into(), f)
 }
 
 fn host_unsigned<F: Format>(a: u64, rm: RoundingMode) -> (i128, u8) {
-    let (r, f) = if F::BITS == 32 {
-        host::f32_to_u64_avx512(a, rm)
-    } else {
-        host::f64_to_u64_avx512(a, rm)
-    };
+    let (r, f) =
+        if F::BITS == 32 { host::f32_to_u64_avx512(a, rm) } else { host::f64_to_u64_avx512(a, rm) };
     (i128::from(r as u64), f)
 }
 
@@ -524,13 +493,7 @@ fn to_int_all<F: Format>(seed: u64, prefix: &str) {
     let u64_range = (0, u64::MAX.into());
     let ours = |min, max| move |a, rm, fl: &mut u8| convert::to_int::<F>(a, rm, fl, min, max);
     let name = |s: &str| format!("{prefix}_{s}");
-    to_int::<F>(
-        &name("to_i32"),
-        seed,
-        i32_range,
-        ours(i32_range.0, i32_range.1),
-        host_signed::<F>,
-    );
+    to_int::<F>(&name("to_i32"), seed, i32_range, ours(i32_range.0, i32_range.1), host_signed::<F>);
     to_int::<F>(
         &name("to_u32"),
         seed + 1,

@@ -58,11 +58,7 @@ impl Rng {
 /// A `bits`-wide bit pattern biased toward the shapes that exercise
 /// rounding: all ones, a few set bits (exact ties), runs of ones/zeros.
 pub(crate) fn pattern(rng: &mut Rng, bits: u32) -> u64 {
-    let mask = if bits >= 64 {
-        u64::MAX
-    } else {
-        (1u64 << bits) - 1
-    };
+    let mask = if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 };
     let v = match rng.below(10) {
         0 => 0,
         1 => u64::MAX,
@@ -141,19 +137,11 @@ pub(crate) fn related<F: Format>(rng: &mut Rng, x: u64) -> u64 {
         3 => {
             let e =
                 biased_exp::<F>(x) + rng.range(-(F::FRAC_BITS as i64) - 2, F::FRAC_BITS as i64 + 2);
-            make::<F>(
-                false,
-                e.clamp(0, F::EXP_MAX as i64 - 1),
-                x ^ pattern(rng, 3),
-            )
+            make::<F>(false, e.clamp(0, F::EXP_MAX as i64 - 1), x ^ pattern(rng, 3))
         }
         _ => {
             let e = biased_exp::<F>(x) + rng.range(-2, 2);
-            make::<F>(
-                false,
-                e.clamp(0, F::EXP_MAX as i64 - 1),
-                pattern(rng, F::FRAC_BITS),
-            )
+            make::<F>(false, e.clamp(0, F::EXP_MAX as i64 - 1), pattern(rng, F::FRAC_BITS))
         }
     };
     (y & (F::SIGN - 1)) | sign
@@ -176,19 +164,13 @@ pub(crate) fn scaled_partner<F: Format>(rng: &mut Rng, x: u64, subtract: bool) -
     let t = targets[rng.below(targets.len() as u64) as usize] + rng.range(-2, 1);
     let e = if subtract { ex - t } else { t - ex };
     let biased = (e + F::BIAS as i64).clamp(0, F::EXP_MAX as i64 - 1);
-    let frac = if biased == 0 {
-        pattern(rng, F::FRAC_BITS).max(1)
-    } else {
-        pattern(rng, F::FRAC_BITS)
-    };
+    let frac =
+        if biased == 0 { pattern(rng, F::FRAC_BITS).max(1) } else { pattern(rng, F::FRAC_BITS) };
     make::<F>(rng.chance(50), biased, frac)
 }
 
 pub(crate) fn flag_names(f: u8) -> String {
     let names = ["NX", "UF", "OF", "DZ", "NV"];
-    let v: Vec<&str> = (0..5)
-        .filter(|i| f & (1 << i) != 0)
-        .map(|i| names[i])
-        .collect();
+    let v: Vec<&str> = (0..5).filter(|i| f & (1 << i) != 0).map(|i| names[i]).collect();
     format!("[{}]", v.join(" "))
 }

@@ -29,79 +29,35 @@ fn with_flags(f: impl Fn(&mut u8, RoundingMode) -> u64, rm: RoundingMode) -> (u6
 fn rmm_hand_verified_ties() {
     let mut fl = 0;
     // 1 + 2^-24 lies halfway between 1 and 1 + 2^-23 (binary32).
-    assert_eq!(
-        crate::f32_add(0x3f80_0000, 0x3380_0000, RMM, &mut fl),
-        0x3f80_0001
-    );
+    assert_eq!(crate::f32_add(0x3f80_0000, 0x3380_0000, RMM, &mut fl), 0x3f80_0001);
     assert_eq!(fl, flags::INEXACT);
-    assert_eq!(
-        crate::f32_add(0x3f80_0000, 0x3380_0000, RNE, &mut 0),
-        0x3f80_0000
-    );
+    assert_eq!(crate::f32_add(0x3f80_0000, 0x3380_0000, RNE, &mut 0), 0x3f80_0000);
     // Same magnitude, negative: away from zero is downwards.
-    assert_eq!(
-        crate::f32_sub(0xbf80_0000, 0x3380_0000, RMM, &mut 0),
-        0xbf80_0001
-    );
+    assert_eq!(crate::f32_sub(0xbf80_0000, 0x3380_0000, RMM, &mut 0), 0xbf80_0001);
     // (1 + 2^-23) + 2^-24: the tie's even neighbour is also the larger
     // one, so RNE and RMM agree.
-    assert_eq!(
-        crate::f32_add(0x3f80_0001, 0x3380_0000, RMM, &mut 0),
-        0x3f80_0002
-    );
-    assert_eq!(
-        crate::f32_add(0x3f80_0001, 0x3380_0000, RNE, &mut 0),
-        0x3f80_0002
-    );
+    assert_eq!(crate::f32_add(0x3f80_0001, 0x3380_0000, RMM, &mut 0), 0x3f80_0002);
+    assert_eq!(crate::f32_add(0x3f80_0001, 0x3380_0000, RNE, &mut 0), 0x3f80_0002);
     // (1 + 2^-12)^2 = 1 + 2^-11 + 2^-24: a product tie.
-    assert_eq!(
-        crate::f32_mul(0x3f80_0800, 0x3f80_0800, RMM, &mut 0),
-        0x3f80_1001
-    );
-    assert_eq!(
-        crate::f32_mul(0x3f80_0800, 0x3f80_0800, RNE, &mut 0),
-        0x3f80_1000
-    );
+    assert_eq!(crate::f32_mul(0x3f80_0800, 0x3f80_0800, RMM, &mut 0), 0x3f80_1001);
+    assert_eq!(crate::f32_mul(0x3f80_0800, 0x3f80_0800, RNE, &mut 0), 0x3f80_1000);
     // FMA: 1 * 1 + 2^-24.
-    let r = crate::f32_mul_add(
-        0x3f80_0000,
-        0x3f80_0000,
-        0x3380_0000,
-        false,
-        false,
-        RMM,
-        &mut 0,
-    );
+    let r = crate::f32_mul_add(0x3f80_0000, 0x3f80_0000, 0x3380_0000, false, false, RMM, &mut 0);
     assert_eq!(r, 0x3f80_0001);
     // binary64: 1 + 2^-53 and 2^53 + 1.
     assert_eq!(
         crate::f64_add(0x3ff0_0000_0000_0000, 0x3ca0_0000_0000_0000, RMM, &mut 0),
         0x3ff0_0000_0000_0001
     );
-    assert_eq!(
-        crate::f64_from_i64((1 << 53) + 1, RMM, &mut 0),
-        0x4340_0000_0000_0001
-    );
-    assert_eq!(
-        crate::f64_from_i64((1 << 53) + 1, RNE, &mut 0),
-        0x4340_0000_0000_0000
-    );
-    assert_eq!(
-        crate::f64_from_i64(-(1 << 53) - 1, RMM, &mut 0),
-        0xc340_0000_0000_0001
-    );
+    assert_eq!(crate::f64_from_i64((1 << 53) + 1, RMM, &mut 0), 0x4340_0000_0000_0001);
+    assert_eq!(crate::f64_from_i64((1 << 53) + 1, RNE, &mut 0), 0x4340_0000_0000_0000);
+    assert_eq!(crate::f64_from_i64(-(1 << 53) - 1, RMM, &mut 0), 0xc340_0000_0000_0001);
     // 2^24 + 1 to binary32.
     assert_eq!(crate::f32_from_u32((1 << 24) + 1, RMM, &mut 0), 0x4b80_0001);
     assert_eq!(crate::f32_from_u32((1 << 24) + 1, RNE, &mut 0), 0x4b80_0000);
     // binary64 1 + 2^-24 narrowed to binary32.
-    assert_eq!(
-        crate::f64_to_f32(0x3ff0_0000_1000_0000, RMM, &mut 0),
-        0x3f80_0001
-    );
-    assert_eq!(
-        crate::f64_to_f32(0x3ff0_0000_1000_0000, RNE, &mut 0),
-        0x3f80_0000
-    );
+    assert_eq!(crate::f64_to_f32(0x3ff0_0000_1000_0000, RMM, &mut 0), 0x3f80_0001);
+    assert_eq!(crate::f64_to_f32(0x3ff0_0000_1000_0000, RNE, &mut 0), 0x3f80_0000);
     // Subnormal ties: 2^-1074 / 2 and 5 * 2^-1074 / 2.
     let mut fl = 0;
     assert_eq!(crate::f64_div(1, 0x4000_0000_0000_0000, RMM, &mut fl), 1);
@@ -111,53 +67,31 @@ fn rmm_hand_verified_ties() {
     assert_eq!(fl, flags::UNDERFLOW | flags::INEXACT);
     assert_eq!(crate::f64_div(5, 0x4000_0000_0000_0000, RMM, &mut 0), 3);
     assert_eq!(crate::f64_div(5, 0x4000_0000_0000_0000, RNE, &mut 0), 2);
-    assert_eq!(
-        crate::f32_mul(0x8000_0005, 0x3f00_0000, RMM, &mut 0),
-        0x8000_0003
-    );
+    assert_eq!(crate::f32_mul(0x8000_0005, 0x3f00_0000, RMM, &mut 0), 0x8000_0003);
     // 2^-126 - 2^-151 lies above the midpoint between the largest
     // subnormal and 2^-126, so it rounds to 2^-126. Rounded to full
     // precision with unbounded exponent it is a tie that also goes to
     // 2^-126, so it is not tiny after rounding: no UNDERFLOW.
     let mut fl = 0;
-    assert_eq!(
-        crate::f64_to_f32(0x380f_ffff_f000_0000, RMM, &mut fl),
-        0x0080_0000
-    );
+    assert_eq!(crate::f64_to_f32(0x380f_ffff_f000_0000, RMM, &mut fl), 0x0080_0000);
     assert_eq!(fl, flags::INEXACT);
     // 2^-126 - 2^-150 is that midpoint: it still rounds up to 2^-126, but
     // it has 24 significant bits, stays below 2^-126 at full precision
     // and so is tiny: UNDERFLOW although the result is normal.
     for rm in [RNE, RMM] {
         let mut fl = 0;
-        assert_eq!(
-            crate::f64_to_f32(0x380f_ffff_e000_0000, rm, &mut fl),
-            0x0080_0000
-        );
+        assert_eq!(crate::f64_to_f32(0x380f_ffff_e000_0000, rm, &mut fl), 0x0080_0000);
         assert_eq!(fl, flags::UNDERFLOW | flags::INEXACT);
     }
     // Overflow rounds to infinity.
     let mut fl = 0;
-    assert_eq!(
-        crate::f32_mul(0x7f7f_ffff, 0x4000_0000, RMM, &mut fl),
-        0x7f80_0000
-    );
+    assert_eq!(crate::f32_mul(0x7f7f_ffff, 0x4000_0000, RMM, &mut fl), 0x7f80_0000);
     assert_eq!(fl, flags::OVERFLOW | flags::INEXACT);
     // Float-to-integer: halves go away from zero.
-    for (v, rmm, rne) in [
-        (2.5f64, 3, 2),
-        (-2.5, -3, -2),
-        (0.5, 1, 0),
-        (-0.5, -1, 0),
-        (1.5, 2, 2),
-    ] {
+    for (v, rmm, rne) in [(2.5f64, 3, 2), (-2.5, -3, -2), (0.5, 1, 0), (-0.5, -1, 0), (1.5, 2, 2)] {
         assert_eq!(crate::f64_to_i32(v.to_bits(), RMM, &mut 0), rmm, "{v}");
         assert_eq!(crate::f64_to_i32(v.to_bits(), RNE, &mut 0), rne, "{v}");
-        assert_eq!(
-            crate::f32_to_i64((v as f32).to_bits(), RMM, &mut 0),
-            rmm.into(),
-            "{v}"
-        );
+        assert_eq!(crate::f32_to_i64((v as f32).to_bits(), RMM, &mut 0), rmm.into(), "{v}");
     }
     // -0.5 to unsigned under RMM rounds to -1: out of range.
     let mut fl = 0;
@@ -207,32 +141,14 @@ fn check<F: Format>(
             // the larger magnitude and RNE even.
             if rmm != rne {
                 let (m, n) = (rmm.0 & !F::SIGN, rne.0 & !F::SIGN);
-                assert!(
-                    m == n + 1 && n & 1 == 0,
-                    "{}: RMM {:#x} RNE {:#x}",
-                    what(),
-                    rmm.0,
-                    rne.0
-                );
+                assert!(m == n + 1 && n & 1 == 0, "{}: RMM {:#x} RNE {:#x}", what(), rmm.0, rne.0);
             }
             false
         }
         Tie::Yes(lo, hi) => {
             let even = if lo & 1 == 0 { lo } else { hi };
-            assert_eq!(
-                rmm.0,
-                hi,
-                "{}: RMM {:#x}, tie {lo:#x}/{hi:#x}",
-                what(),
-                rmm.0
-            );
-            assert_eq!(
-                rne.0,
-                even,
-                "{}: RNE {:#x}, tie {lo:#x}/{hi:#x}",
-                what(),
-                rne.0
-            );
+            assert_eq!(rmm.0, hi, "{}: RMM {:#x}, tie {lo:#x}/{hi:#x}", what(), rmm.0);
+            assert_eq!(rne.0, even, "{}: RNE {:#x}, tie {lo:#x}/{hi:#x}", what(), rne.0);
             assert!(rmm.1 & flags::INEXACT != 0, "{}: tie not inexact", what());
             let overflowed = hi & !F::SIGN == F::INF;
             assert_eq!(rmm.1 & flags::OVERFLOW != 0, overflowed, "{}", what());
@@ -487,16 +403,12 @@ fn rmm_property_f64() {
                 &|fl, rm| arith::add::<F64>(a, b, true, rm, fl),
                 f64_sum_tie(fa, -fb),
             ),
-            2 => check::<F64>(
-                &what,
-                &|fl, rm| arith::mul::<F64>(a, b, rm, fl),
-                f64_mul_tie(fa, fb),
-            ),
-            3 => check::<F64>(
-                &what,
-                &|fl, rm| arith::div::<F64>(a, b, rm, fl),
-                f64_div_tie(fa, fb),
-            ),
+            2 => {
+                check::<F64>(&what, &|fl, rm| arith::mul::<F64>(a, b, rm, fl), f64_mul_tie(fa, fb))
+            }
+            3 => {
+                check::<F64>(&what, &|fl, rm| arith::div::<F64>(a, b, rm, fl), f64_div_tie(fa, fb))
+            }
             4 => check::<F64>(&what, &|fl, rm| arith::sqrt::<F64>(a, rm, fl), Tie::No),
             5 => {
                 // No exact binary64 oracle for a fused multiply-add: check
@@ -543,9 +455,6 @@ fn rmm_property_f64() {
     // r * r of such a value has more than p); subnormal quotient ties are
     // covered by the binary32 test and the hand-verified cases.
     for (op, &n) in ties.iter().enumerate() {
-        assert!(
-            matches!(op, 3..=5) || n > 100,
-            "too few ties for op {op}: {n}"
-        );
+        assert!(matches!(op, 3..=5) || n > 100, "too few ties for op {op}: {n}");
     }
 }

@@ -182,17 +182,9 @@ fn compare_table<A: Api>() {
         let mut f = 0;
         assert_eq!((A::eq(x, y, &mut f), f), (eq, eq_flags), "eq({a:?}, {b:?})");
         let mut f = 0;
-        assert_eq!(
-            (A::lt(x, y, &mut f), f),
-            (lt, ord_flags),
-            "lt({a:?}, {b:?})"
-        );
+        assert_eq!((A::lt(x, y, &mut f), f), (lt, ord_flags), "lt({a:?}, {b:?})");
         let mut f = 0;
-        assert_eq!(
-            (A::le(x, y, &mut f), f),
-            (le, ord_flags),
-            "le({a:?}, {b:?})"
-        );
+        assert_eq!((A::le(x, y, &mut f), f), (le, ord_flags), "le({a:?}, {b:?})");
     }
 }
 
@@ -232,17 +224,9 @@ fn min_max_table<A: Api>() {
     for &(a, b, min, max, flags) in MIN_MAX {
         let (x, y) = (a.bits::<A>(), b.bits::<A>());
         let mut f = 0;
-        assert_eq!(
-            (A::min(x, y, &mut f), f),
-            (min.bits::<A>(), flags),
-            "min({a:?}, {b:?})"
-        );
+        assert_eq!((A::min(x, y, &mut f), f), (min.bits::<A>(), flags), "min({a:?}, {b:?})");
         let mut f = 0;
-        assert_eq!(
-            (A::max(x, y, &mut f), f),
-            (max.bits::<A>(), flags),
-            "max({a:?}, {b:?})"
-        );
+        assert_eq!((A::max(x, y, &mut f), f), (max.bits::<A>(), flags), "max({a:?}, {b:?})");
     }
 }
 
@@ -270,13 +254,7 @@ fn classify() {
     // Every class is covered, and the mask never has more than one bit.
     let seen = CLASSES.iter().fold(0u64, |m, &(_, b)| m | 1 << b);
     assert_eq!(seen, 0x3ff);
-    for bits in [
-        0x8000_0001u32,
-        0x807f_ffff,
-        0x0080_0000,
-        0x7fff_ffff,
-        0xff80_0001,
-    ] {
+    for bits in [0x8000_0001u32, 0x807f_ffff, 0x0080_0000, 0x7fff_ffff, 0xff80_0001] {
         assert_eq!(crate::f32_classify(bits).count_ones(), 1);
     }
 }
@@ -386,16 +364,7 @@ fn to_int_table<A: Api>() {
 /// Values every conversion handles the same way in every mode: the
 /// "invalid input" rows of the §20.7 table.
 fn to_int_specials<A: Api>() {
-    for v in [
-        V::QNan,
-        V::NQNan,
-        V::SNan,
-        V::NSNan,
-        V::PInf,
-        V::NInf,
-        V::Max,
-        V::NMax,
-    ] {
+    for v in [V::QNan, V::NQNan, V::SNan, V::NSNan, V::PInf, V::NInf, V::Max, V::NMax] {
         let negative = matches!(v, V::NInf | V::NMax);
         for rm in ALL_MODES {
             for (dest, min, max) in [
@@ -417,11 +386,7 @@ fn to_int_specials<A: Api>() {
     // Tiny values: RUP/RDN move to ±1, the others give 0, always inexact.
     for (v, rdn, rup) in [(V::MinSub, 0, 1), (V::NMinSub, -1, 0)] {
         for (rm, want) in [(RNE, 0), (RTZ, 0), (RDN, rdn), (RUP, rup), (RMM, 0)] {
-            assert_eq!(
-                convert::<A>(Dest::L, v.bits::<A>(), rm),
-                (want, NX),
-                "{v:?} {rm:?}"
-            );
+            assert_eq!(convert::<A>(Dest::L, v.bits::<A>(), rm), (want, NX), "{v:?} {rm:?}");
         }
     }
 }
