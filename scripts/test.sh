@@ -1,14 +1,21 @@
 #!/bin/sh
 # Runs keel's tests: the README's test command, and what CI runs.
-# It installs what the tests need first: Debian's RISC-V cross compiler (the ISA tests are
-# assembled at test time) and OpenSBI (a test boots Linux through it), then fetches the default
-# guest image (the end-to-end tests boot Debian's riscv64 kernel).
+# It installs what the tests need first: Debian's RISC-V cross compiler and C library (the
+# ISA tests are assembled, and the vsock tests' guest program compiled, at test time) and
+# OpenSBI (a test boots Linux through it), then fetches the default guest image (the
+# end-to-end tests boot Debian's riscv64 kernel).
 set -eu
 cd "$(dirname "$0")/.."
 
 need=""
 command -v riscv64-linux-gnu-gcc >/dev/null 2>&1 || need="$need gcc-riscv64-linux-gnu"
+# The vsock tests build a static guest program against the cross C library (only a
+# "Recommends" of the compiler, so not installed with it here).
+[ -f /usr/riscv64-linux-gnu/lib/libc.a ] || need="$need libc6-dev-riscv64-cross"
 [ -f /usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin ] || need="$need opensbi"
+command -v qemu-img >/dev/null 2>&1 || need="$need qemu-utils"
+command -v ip >/dev/null 2>&1 || need="$need iproute2"
+command -v mkfs.ext4 >/dev/null 2>&1 || [ -x /sbin/mkfs.ext4 ] || need="$need e2fsprogs"
 if [ -n "$need" ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -36,6 +36,9 @@ tmpfs /run tmpfs mode=755 0 0
 /// The built archive and what went into it.
 pub struct Initramfs {
     pub bytes: Vec<u8>,
+    /// What the archive holds, sorted by path (the root filesystem image is
+    /// built from the same entries).
+    pub entries: Vec<Entry>,
     pub modules: ModuleSet,
     /// Busybox applet symlinks in the archive (0: /init installs them).
     pub applet_links: usize,
@@ -110,7 +113,7 @@ pub fn build(root: &Path, kernel_version: &str) -> Result<Initramfs, String> {
 
     let mut bytes = Vec::new();
     cpio::write_archive(&mut bytes, &entries).map_err(|e| e.to_string())?;
-    Ok(Initramfs { bytes, modules: set, applet_links: links.len() })
+    Ok(Initramfs { bytes, entries, modules: set, applet_links: links.len() })
 }
 
 #[cfg(test)]

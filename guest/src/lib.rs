@@ -2,10 +2,16 @@
 //!
 //! - [`pull`] fetches Debian 13 "trixie" riscv64's kernel and busybox with a
 //!   private apt configuration inside keel's cache directory and builds the
-//!   default guest image there: `images/default/{vmlinux,initrd.img,manifest}`.
+//!   default guest image there:
+//!   `images/default/{vmlinux,initrd.img,rootfs.ext4,manifest}`.
 //! - The initramfs is an uncompressed `newc` cpio archive holding busybox and
 //!   its applet links, the virtio and ext4 modules (decompressed, unused local
 //!   symbols dropped) and `/init` ([`INIT_SCRIPT`]).
+//! - `rootfs.ext4` holds the same files as an ext4 filesystem (64 MiB,
+//!   sparse) with /init also as `/sbin/init`: booted with `root=/dev/vda`
+//!   (that image as the VM's first virtio disk), the initramfs's /init mounts
+//!   it and switch_roots into it, and files written in the guest persist. It
+//!   is a template: give each VM a copy or an overlay, never the file itself.
 //! - [`command_param`] encodes an argv for `/init`'s command mode: /init runs
 //!   it with the console raw, reports its exit status through the SiFive test
 //!   finisher at 0x10_0000 and powers off.
@@ -17,6 +23,7 @@ mod elf;
 mod initramfs;
 mod modules;
 mod pull;
+mod rootfs;
 
 use std::ffi::OsString;
 use std::fs;
@@ -62,6 +69,13 @@ pub enum PullError {
     Extract { deb: PathBuf, message: String },
     #[error("unexpected package contents: {0}")]
     BadPackage(String),
+    #[error(
+        "`{tool}` is not installed: keel builds the guest's root filesystem image with \
+         e2fsprogs (mkfs.ext4, debugfs, e2fsck); install the e2fsprogs package"
+    )]
+    E2fsprogsMissing { tool: &'static str },
+    #[error("building the root filesystem image: {0}")]
+    Rootfs(String),
     #[error("{context}: {error}")]
     Io { context: String, error: io::Error },
 }
@@ -84,8 +98,18 @@ pub struct ImageCache {
 pub struct GuestImage {
     pub kernel: PathBuf,
     pub initrd: PathBuf,
+    /// The root filesystem *template* (ext4, [`ROOTFS_SIZE`] bytes, sparse,
+    /// label `keel-root`): attach a per-VM copy (or a copy-on-write overlay
+    /// on it) as the VM's first virtio disk and boot with `root=/dev/vda`.
+    /// Never attach this file itself: the VM would write to every later
+    /// VM's starting point, and a VM killed mid-write would corrupt it.
+    pub rootfs: PathBuf,
     pub kernel_version: String,
 }
+
+/// The apparent size of [`GuestImage::rootfs`] (64 MiB; sparse, about 5 MB
+/// of it in use).
+pub const ROOTFS_SIZE: u64 = rootfs::ROOTFS_SIZE;
 
 impl ImageCache {
     pub fn new(root: PathBuf) -> Self {
@@ -122,15 +146,20 @@ impl ImageCache {
     }
 
     /// The default image, only when complete: its manifest (written last)
-    /// is there, was written for this keel's `/init`, and both files have
-    /// the sizes it records.
+    /// is there, was written for this keel's `/init`, and the kernel, the
+    /// initrd and the root filesystem have the sizes it records.
     pub fn default_image(&self) -> Option<GuestImage> {
         let (image, manifest) = self.intact_image()?;
-        (manifest.get("init")? == init_hash()).then_some(image)
+        let rootfs_size = fs::metadata(&image.rootfs).ok()?.len().to_string();
+        (manifest.get("init")? == init_hash() && manifest.get("rootfs_size")? == rootfs_size)
+            .then_some(image)
     }
 
-    /// The default image when its files match its manifest, whatever `/init`
-    /// it was built with (`pull` swaps a stale one without downloading).
+    /// The default image when its kernel and initrd match its manifest,
+    /// whatever `/init` it was built with and whether or not its root
+    /// filesystem is there (an older keel built none): `pull` swaps in the
+    /// current /init and builds the root filesystem from the initrd's files
+    /// without downloading.
     pub(crate) fn intact_image(&self) -> Option<(GuestImage, Manifest)> {
         let dir = self.default_dir();
         let text = fs::read_to_string(dir.join(MANIFEST)).ok()?;
@@ -141,6 +170,7 @@ impl ImageCache {
         let image = GuestImage {
             kernel: dir.join(KERNEL_FILE),
             initrd: dir.join(INITRD_FILE),
+            rootfs: dir.join(ROOTFS_FILE),
             kernel_version: m.get("kernel_version")?.to_string(),
         };
         let size = |p: &Path| fs::metadata(p).ok().map(|md| md.len().to_string());
@@ -152,6 +182,7 @@ impl ImageCache {
 
 pub(crate) const KERNEL_FILE: &str = "vmlinux";
 pub(crate) const INITRD_FILE: &str = "initrd.img";
+pub(crate) const ROOTFS_FILE: &str = "rootfs.ext4";
 pub(crate) const MANIFEST: &str = "manifest";
 
 /// The image manifest: `key=value` lines, `#` comments.
@@ -177,7 +208,10 @@ impl Manifest {
         )
     }
     pub(crate) fn render(&self) -> String {
-        let mut s = String::from("# keel guest image, written last by `keel image pull`\n");
+        let mut s = String::from(
+            "# keel guest image, written last by `keel image pull`\n\
+             # rootfs.ext4 is a template: boot a copy of it (or an overlay on it) per VM\n",
+        );
         s.push_str(&format!("format={IMAGE_FORMAT}\ninit={}\n", init_hash()));
         for (k, v) in self.0.iter().filter(|(k, _)| k != "format" && k != "init") {
             s.push_str(&format!("{k}={v}\n"));
@@ -188,7 +222,7 @@ impl Manifest {
 
 /// FNV-1a of the embedded `/init`: a cached image built with another
 /// `/init` is stale, and the next pull puts the current one in.
-fn init_hash() -> String {
+pub(crate) fn init_hash() -> String {
     let h = INIT_SCRIPT
         .bytes()
         .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
@@ -204,6 +238,8 @@ fn init_hash() -> String {
 /// Mind the kernel's command-line limit (1024 bytes on riscv, all parameters
 /// together): a parameter cut short there makes /init exit with status 125
 /// (when the cut leaves invalid base64; callers should check the length).
+/// 125 also means that a `root=` device could not be mounted (/init says
+/// why on the console).
 pub fn command_param(args: &[String]) -> String {
     let pieces: Vec<String> = args.iter().map(|a| base64(a.as_bytes())).collect();
     format!("keel.cmd={}", pieces.join(","))

@@ -5,14 +5,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::apt::{self, Apt};
+use crate::cpio::Entry;
 use crate::{
-    cpio, initramfs, GuestImage, ImageCache, Manifest, PullError, INITRD_FILE, INIT_SCRIPT,
-    KERNEL_FILE, MANIFEST,
+    cpio, init_hash, initramfs, rootfs, GuestImage, ImageCache, Manifest, PullError, INITRD_FILE,
+    INIT_SCRIPT, KERNEL_FILE, MANIFEST, ROOTFS_FILE,
 };
 
 const KERNEL_META: &str = "linux-image-riscv64";
 const BUSYBOX: &str = "busybox-static";
-const STEPS: usize = 5;
+const STEPS: usize = 6;
 
 /// Removes the temporary build directory however `pull` ends.
 struct TempDir(PathBuf);
@@ -49,13 +50,14 @@ pub fn pull(
             ));
             return Ok(image);
         }
-        if let Some(image) = refresh_init(cache, progress)? {
+        if let Some(image) = refresh(cache, progress)? {
             return Ok(image);
         }
     }
     let tmp = temp_dir(cache)?;
-    // Fail before downloading 100 MB if the unpacker is missing.
+    // Fail before downloading 100 MB if the unpacker or e2fsprogs is missing.
     check_tool("dpkg-deb")?;
+    let e2fs = rootfs::Tools::find()?;
     let out = tmp.0.join("out");
     let debs = tmp.0.join("debs");
     let root = tmp.0.join("root");
@@ -112,6 +114,12 @@ pub fn pull(
     fs::write(&initrd_path, &initrd.bytes)
         .map_err(|e| PullError::io(format!("writing {}", initrd_path.display()), e))?;
 
+    progress(&format!(
+        "keel: [6/{STEPS}] building the root filesystem image ({} MiB, sparse)...",
+        rootfs::ROOTFS_SIZE >> 20
+    ));
+    build_rootfs(&e2fs, &initrd.entries, &tmp.0, &out)?;
+
     let vmlinux_size = file_size(&vmlinux)?;
     let mut manifest = Manifest::default();
     manifest.set("kernel_version", &kernel_version);
@@ -122,6 +130,7 @@ pub fn pull(
     manifest.set("archive", format!("{uri} {}", apt::SUITE));
     manifest.set("vmlinux_size", vmlinux_size);
     manifest.set("initrd_size", initrd.bytes.len());
+    set_rootfs(&mut manifest);
     let names: Vec<&str> = initrd.modules.modules.iter().map(|m| m.name.as_str()).collect();
     manifest.set("modules", names.join(","));
     manifest.set("applet_links", initrd.applet_links);
@@ -138,11 +147,13 @@ pub fn pull(
         PullError::BadPackage("the image just built does not check out".to_string())
     })?;
     progress(&format!(
-        "keel: guest image ready in {} (kernel {kernel_version}, vmlinux {}, initrd.img {}, {} modules)",
+        "keel: guest image ready in {} (kernel {kernel_version}, vmlinux {}, initrd.img {}, {} modules, \
+         rootfs.ext4 {} MiB template)",
         cache.default_dir().display(),
         mb(vmlinux_size),
         mb(initrd.bytes.len() as u64),
-        names.len()
+        names.len(),
+        rootfs::ROOTFS_SIZE >> 20
     ));
     Ok(image)
 }
@@ -162,10 +173,36 @@ fn temp_dir(cache: &ImageCache) -> Result<TempDir, PullError> {
     Ok(tmp)
 }
 
-/// An intact image built with another /init (an older keel): swap the
-/// current /init into its initrd instead of downloading everything again.
-/// `None` when there is no such image or its initrd doesn't parse.
-fn refresh_init(
+/// The root filesystem image from the initramfs's entries, into `out`.
+fn build_rootfs(
+    tools: &rootfs::Tools,
+    initramfs: &[Entry],
+    tmp: &Path,
+    out: &Path,
+) -> Result<(), PullError> {
+    let staging = tmp.join("rootfs");
+    let built = rootfs::build(
+        tools,
+        &rootfs::entries(initramfs),
+        &staging,
+        &out.join(ROOTFS_FILE),
+        rootfs::ROOTFS_SIZE,
+    );
+    let _ = fs::remove_dir_all(&staging);
+    built
+}
+
+fn set_rootfs(manifest: &mut Manifest) {
+    manifest.set("rootfs_size", rootfs::ROOTFS_SIZE);
+    manifest.set("rootfs_label", rootfs::LABEL);
+}
+
+/// An intact image that is not current: built with another /init (an older
+/// keel), or without a root filesystem image (older still, or deleted).
+/// Swaps the current /init into its initrd and builds the root filesystem
+/// from the initrd's files instead of downloading everything again. `None`
+/// when there is no such image or its initrd doesn't parse.
+fn refresh(
     cache: &ImageCache,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Option<GuestImage>, PullError> {
@@ -180,7 +217,12 @@ fn refresh_init(
     let Some(init) = entries.iter_mut().find(|e| e.path == "init") else {
         return Ok(None);
     };
-    progress("keel: updating /init in the cached guest image (nothing to download)...");
+    let e2fs = rootfs::Tools::find()?;
+    if manifest.get("init") == Some(init_hash().as_str()) {
+        progress("keel: building rootfs.ext4 for the cached guest image (nothing to download)...");
+    } else {
+        progress("keel: updating /init in the cached guest image (nothing to download)...");
+    }
     init.data = INIT_SCRIPT.as_bytes().to_vec();
     let mut initrd = Vec::new();
     cpio::write_archive(&mut initrd, &entries)
@@ -200,6 +242,8 @@ fn refresh_init(
     };
     write(INITRD_FILE, &initrd)?;
     manifest.set("initrd_size", initrd.len());
+    build_rootfs(&e2fs, &entries, &tmp.0, &out)?;
+    set_rootfs(&mut manifest);
     write(MANIFEST, manifest.render().as_bytes())?;
     install(&out, &cache.default_dir())?;
     Ok(cache.default_image())

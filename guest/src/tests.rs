@@ -42,11 +42,56 @@ fn command_param_format() {
     assert!(!command_param(&args(&["a b", "c\td\n"])).contains(char::is_whitespace));
 }
 
-/// The decoding block of the real /init, between its markers.
-fn init_decode_block() -> &'static str {
-    let start = INIT_SCRIPT.find("# --- keel:decode-begin ---").expect("begin marker");
-    let end = INIT_SCRIPT.find("# --- keel:decode-end ---").expect("end marker");
+/// A block of the real /init between its `# --- keel:NAME-begin/end ---`
+/// markers.
+fn init_block(name: &str) -> &'static str {
+    let start = INIT_SCRIPT.find(&format!("# --- keel:{name}-begin ---")).expect("begin marker");
+    let end = INIT_SCRIPT.find(&format!("# --- keel:{name}-end ---")).expect("end marker");
     &INIT_SCRIPT[start..end]
+}
+
+/// The decoding block of the real /init.
+fn init_decode_block() -> &'static str {
+    init_block("decode")
+}
+
+/// Runs /init's root= parsing under the host's /bin/sh with `cmdline` as
+/// /proc/cmdline's text; returns root, fstype, flags, rw, init, wait,
+/// cmdmode.
+fn root_params(cmdline: &str) -> Vec<String> {
+    let script = format!(
+        "{}\nprintf '%s|' \"$keel_root\" \"$keel_fstype\" \"$keel_flags\" \"$keel_rw\" \
+         \"$keel_init\" \"$keel_wait\" \"$keel_cmdmode\"\n",
+        init_block("root")
+    );
+    let out = Command::new("/bin/sh").arg("-c").arg(&script).env("cmdline", cmdline).output();
+    let out = out.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut v: Vec<String> = text.split('|').map(str::to_string).collect();
+    v.pop();
+    v
+}
+
+#[test]
+fn init_reads_root_parameters() {
+    let p = |c: &str| root_params(c);
+    // No root=: the initramfs stays root.
+    assert_eq!(p("console=ttyS0 panic=-1"), ["", "", "", "rw", "/sbin/init", "10", ""]);
+    assert_eq!(
+        p("console=ttyS0 root=/dev/vda keel.cmd=dHJ1ZQ== x=*"),
+        ["/dev/vda", "", "", "rw", "/sbin/init", "10", "1"]
+    );
+    assert_eq!(
+        p("root=UUID=0f3c-11 rootfstype=ext4 rootflags=noatime,data=journal ro rootwait"),
+        ["UUID=0f3c-11", "ext4", "noatime,data=journal", "ro", "/sbin/init", "", ""]
+    );
+    assert_eq!(
+        p("ro root=LABEL=keel-root rw rootwait=3 init=/bin/sh"),
+        ["LABEL=keel-root", "", "", "rw", "/bin/sh", "3", ""]
+    );
+    // Nonsense waits fall back to the default; /dev/* is not expanded.
+    assert_eq!(p("root=/dev/vd* rootwait=x"), ["/dev/vd*", "", "", "rw", "/sbin/init", "10", ""]);
 }
 
 /// Runs /init's own decoding under a host shell with `cmdline` as
@@ -141,18 +186,50 @@ fn default_image_only_when_complete() {
     m.set("vmlinux_size", 6);
     m.set("initrd_size", 7);
     fs::write(img.join(MANIFEST), m.render()).unwrap();
+    // Kernel and initrd alone (an image from before rootfs.ext4): intact,
+    // so pull can refresh it, but not complete.
+    assert!(cache.intact_image().is_some());
+    assert_eq!(cache.default_image(), None, "no rootfs");
+    m.set("rootfs_size", 5);
+    fs::write(img.join(MANIFEST), m.render()).unwrap();
+    assert_eq!(cache.default_image(), None, "rootfs in the manifest only");
+    fs::write(img.join(ROOTFS_FILE), b"ext4!").unwrap();
     let image = cache.default_image().expect("complete");
     assert_eq!(image.kernel, img.join("vmlinux"));
     assert_eq!(image.initrd, img.join("initrd.img"));
+    assert_eq!(image.rootfs, img.join("rootfs.ext4"));
     assert_eq!(image.kernel_version, "6.12.0-test");
     // A truncated file, or a manifest from another /init, is not complete.
     fs::write(img.join(INITRD_FILE), b"init").unwrap();
     assert_eq!(cache.default_image(), None);
     fs::write(img.join(INITRD_FILE), b"initrd!").unwrap();
+    fs::write(img.join(ROOTFS_FILE), b"ext").unwrap();
+    assert_eq!(cache.default_image(), None);
+    fs::write(img.join(ROOTFS_FILE), b"ext4!").unwrap();
     let stale = m.render().replace(&init_hash(), "0000000000000000");
     fs::write(img.join(MANIFEST), stale).unwrap();
     assert_eq!(cache.default_image(), None);
     fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn manifest_round_trip() {
+    let mut m = Manifest::default();
+    m.set("kernel_version", "6.12.0-test");
+    m.set("rootfs_size", ROOTFS_SIZE);
+    m.set("rootfs_label", "keel-root");
+    m.set("rootfs_size", ROOTFS_SIZE); // set twice: one line
+    let text = m.render();
+    assert!(text.starts_with("# keel guest image"), "{text}");
+    assert!(text.contains("\n# rootfs.ext4 is a template"), "{text}");
+    assert_eq!(text.matches("rootfs_size=").count(), 1, "{text}");
+    let back = Manifest::parse(&text);
+    assert_eq!(back.get("format"), Some(IMAGE_FORMAT));
+    assert_eq!(back.get("init"), Some(init_hash().as_str()));
+    assert_eq!(back.get("rootfs_size"), Some("67108864"));
+    assert_eq!(back.get("rootfs_label"), Some("keel-root"));
+    assert_eq!(back.get("kernel_version"), Some("6.12.0-test"));
+    assert_eq!(back.render(), text);
 }
 
 /// An image built with another /init gets the current one swapped in by a
@@ -192,10 +269,22 @@ fn stale_init_is_swapped_without_download() {
     let manifest = fs::read_to_string(img.join(MANIFEST)).unwrap();
     assert!(manifest.contains("modules=a,b\n") && !manifest.contains(old_init), "{manifest}");
     assert_eq!(manifest.matches("init=").count(), 1, "{manifest}");
+    // The root filesystem, built from the initrd's files (e2fsprogs needed).
+    assert!(manifest.contains(&format!("rootfs_size={ROOTFS_SIZE}\n")), "{manifest}");
+    assert_eq!(fs::metadata(&image.rootfs).unwrap().len(), ROOTFS_SIZE);
     // Nothing left beside the image.
     let names: Vec<_> =
         fs::read_dir(cache.images_dir()).unwrap().flatten().map(|e| e.file_name()).collect();
     assert_eq!(names, ["default"]);
+
+    // A root filesystem gone missing is built again, still without apt.
+    fs::remove_file(&image.rootfs).unwrap();
+    assert_eq!(cache.default_image(), None, "no rootfs");
+    said.clear();
+    let again = pull(&cache, false, &mut |l| said.push(l.to_string())).unwrap();
+    assert!(said[0].contains("building rootfs.ext4"), "{said:?}");
+    assert_eq!(again, image);
+    assert_eq!(cache.default_image(), Some(image));
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -237,7 +326,7 @@ fn real_pull() {
         lines.push(l.to_string());
     })
     .unwrap();
-    assert!(lines[0].starts_with("keel: [1/5]"));
+    assert!(lines[0].starts_with("keel: [1/6]"));
     assert!(lines.iter().any(|l| l.contains("downloading linux-image-")));
     assert_eq!(cache.default_image().as_ref(), Some(&image));
     let initrd = fs::read(&image.initrd).unwrap();
@@ -262,6 +351,16 @@ fn real_pull() {
     assert_eq!(modprobe.mode, cpio::S_IFLNK | 0o777);
     assert_eq!(modprobe.data, b"/bin/busybox");
     assert!(entries.iter().any(|e| e.path == "usr/bin/env"));
+    // The root filesystem: clean, with the initrd's modules index and
+    // keel's init script as /sbin/init.
+    let fsck = Command::new("/sbin/e2fsck").arg("-fn").arg(&image.rootfs).output().unwrap();
+    assert!(fsck.status.success(), "{}", String::from_utf8_lossy(&fsck.stdout));
+    let debugfs = |req: &str| {
+        let out = Command::new("/sbin/debugfs").args(["-R", req]).arg(&image.rootfs).output();
+        out.unwrap().stdout
+    };
+    assert_eq!(debugfs(&format!("cat /{dep_path}")), dep.as_bytes());
+    assert_eq!(debugfs("cat /sbin/init"), INIT_SCRIPT.as_bytes());
     // A second pull is a no-op that says so.
     let mut said = String::new();
     pull(&cache, false, &mut |l| said.push_str(l)).unwrap();

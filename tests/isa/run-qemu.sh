@@ -34,7 +34,9 @@ for name in $names; do
     extra=
     # minstret is only exact in QEMU with -icount (keel needs no option)
     [ "$name" = counters-exact ] && extra="-icount shift=0"
-    timeout 20 $QEMU -M virt -m 256 -smp 1 -bios none -nographic $extra \
+    smp=1
+    case $name in smp-*) smp=4 ;; esac
+    timeout 20 $QEMU -M virt -m 256 -smp $smp -bios none -nographic $extra \
         -kernel "$elf" </dev/null >"$tmp/$name.out" 2>&1
     rc=$?
     want=0

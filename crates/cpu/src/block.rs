@@ -166,7 +166,7 @@ impl BlockCache {
     /// instruction straddles a page boundary (then `self.straddler` holds it).
     fn decode_block(&mut self, hart: &mut Hart, vpc: u64, ppc: u64) -> Option<Option<u32>> {
         if self.blocks.len() - self.free.len() >= MAX_BLOCKS {
-            self.clear(hart);
+            self.clear();
         }
         hart.stats.blocks_decoded += 1;
         let page = ppc & PAGE_TAG_MASK;
@@ -259,12 +259,11 @@ impl BlockCache {
     }
 
     /// Drops every block.
-    pub fn clear(&mut self, hart: &mut Hart) {
+    pub fn clear(&mut self) {
         self.blocks.clear();
         self.by_ppc.clear();
         self.by_page.clear();
         self.free.clear();
-        hart.code_pages.iter_mut().for_each(|w| *w = 0);
         self.flush_jump_cache();
     }
 }

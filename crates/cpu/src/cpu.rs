@@ -42,7 +42,7 @@ impl Cpu {
     /// Resets the hart (see [`Hart::reset`]) and forgets all decoded code.
     pub fn reset(&mut self, pc: u64, prv: crate::Privilege, sbi_mode: bool) {
         self.hart.reset(pc, prv, sbi_mode);
-        self.cache.clear(&mut self.hart);
+        self.cache.clear();
     }
 
     /// Runs until something needs the machine's attention.
@@ -137,21 +137,12 @@ impl Cpu {
         for page in hart.fenced_pages.drain(..) {
             self.cache.fence_page(page);
         }
-        if !hart.code_dirty.is_empty() {
-            for page in std::mem::take(&mut hart.code_dirty) {
-                if self.cache.invalidate_page(page) {
-                    hart.stats.code_pages_invalidated += 1;
-                }
-            }
-        }
+        self.answer_fences();
+        let hart = &mut self.hart;
         if hart.signals.take_exit_request() {
             return Some(Exit::Requested);
         }
         hart.poll_inputs();
-        if hart.flush_jump_cache {
-            hart.flush_jump_cache = false;
-            self.cache.flush_jump_cache();
-        }
         if let Some(irq) = hart.pending_interrupt() {
             let pc = hart.pc;
             let cause = cause::INTERRUPT | irq;
@@ -180,6 +171,31 @@ impl Cpu {
             self.hart.signals.sleep(Duration::from_nanos(nanos.max(1)));
             self.hart.stats.sleeps += 1;
             self.hart.stats.slept_ns += t.elapsed().as_nanos() as u64;
+        }
+    }
+}
+
+impl Cpu {
+    /// Drops decoded code that other harts or devices overwrote, and answers remote fences
+    /// (SBI RFENCE) by dropping every cached translation. Also called while the hart is
+    /// stopped or waits for other harts' answers, so that fencing harts never wait on each
+    /// other forever.
+    pub fn answer_fences(&mut self) {
+        let hart = &mut self.hart;
+        // Read the fence first: overwritten code posted before it was asked is then dropped
+        // before it is answered.
+        let fence = hart.signals.fence_pending();
+        for page in hart.signals.take_overwritten_code() {
+            if self.cache.invalidate_page(page) {
+                hart.stats.code_pages_invalidated += 1;
+            }
+        }
+        if let Some(ticket) = fence {
+            hart.tlb.flush_all();
+            hart.fenced_pages.clear();
+            hart.flush_jump_cache = false;
+            self.cache.flush_jump_cache();
+            hart.signals.answer_fence(ticket);
         }
     }
 }

@@ -93,9 +93,6 @@ fn atomic_target(h: &mut Hart, vaddr: u64, size: u64, access: Access) -> Result<
     if !h.ram.contains(paddr, size) {
         return Err((access.access_fault(), vaddr));
     }
-    if access == Access::Store {
-        h.note_code_write(paddr);
-    }
     Ok(paddr)
 }
 
@@ -117,6 +114,7 @@ macro_rules! amos {
             let prev = word
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |$old| Some($new))
                 .unwrap_or_else(|v| v);
+            h.note_code_write(paddr, std::mem::size_of::<$t>() as u64);
             let sext: fn($t) -> u64 = $sext;
             h.set_rd(op, sext(prev));
             next(h, op)
@@ -198,6 +196,9 @@ macro_rules! lr_sc {
                     .is_ok(),
                 _ => false,
             };
+            if ok {
+                h.note_code_write(paddr, std::mem::size_of::<$t>() as u64);
+            }
             h.set_rd(op, if ok { 0 } else { 1 });
             next(h, op)
         }

@@ -150,9 +150,11 @@ pub(crate) fn sfence_vma(h: &mut Hart, op: &Op) -> bool {
     true
 }
 
-/// FENCE.I: stores to code pages already dropped the stale blocks (see `note_code_write`),
-/// so all that is left is to end the block.
+/// FENCE.I: every store to a page with decoded code already told the harts holding that code
+/// (see `note_code_write`); ending the block with a service check makes this hart drop it
+/// before its next instruction.
 pub(crate) fn fence_i(h: &mut Hart, op: &Op) -> bool {
     h.pc = op.next_pc(h);
+    h.budget = 0;
     true
 }

@@ -1,5 +1,6 @@
 //! The architectural state of one hart and the operations the machine performs on it.
 
+use std::sync::atomic::AtomicU8;
 use std::sync::Arc;
 
 use keel_memory::GuestRam;
@@ -132,10 +133,11 @@ pub struct Hart {
     /// Position of the executing instruction in its block, set by instructions that read or
     /// write the counters (the block adds its count to `instret` when it ends).
     pub(crate) insn_in_block: u64,
-    /// Physical pages with decoded code that were written since the last service check.
-    pub(crate) code_dirty: Vec<u64>,
-    /// Bit per RAM page: decoded blocks exist for the page.
-    pub(crate) code_pages: Vec<u64>,
+    /// Per RAM page: nonzero while some hart holds decoded code from it (shared with every
+    /// hart and device through `GuestRam`); stores to such pages take the slow path.
+    pub(crate) code_flags: Arc<[AtomicU8]>,
+    /// Host address of guest RAM's first byte, to index `code_flags` from a host address.
+    pub(crate) ram_host: usize,
     /// The jump cache must be dropped (translation or code changed).
     pub(crate) flush_jump_cache: bool,
     /// Virtual pages fenced by address since the last service check: jump-cache entries that
@@ -159,7 +161,6 @@ impl Hart {
         bus: Arc<dyn Bus>,
         signals: Arc<HartSignals>,
     ) -> Hart {
-        let pages = (ram.size() / keel_memory::PAGE_SIZE) as usize;
         let mut hart = Hart {
             x: [0; 64],
             f: [0; 32],
@@ -175,8 +176,8 @@ impl Hart {
             reservation: None,
             instret: 0,
             insn_in_block: 0,
-            code_dirty: Vec::new(),
-            code_pages: vec![0; pages.div_ceil(64)],
+            code_flags: ram.code_flags(),
+            ram_host: ram.host_base(),
             flush_jump_cache: true,
             fenced_pages: Vec::new(),
             ram,
@@ -207,6 +208,9 @@ impl Hart {
             self.csr.mideleg = irq::S_MASK;
             self.csr.menvcfg = MENVCFG_STCE;
             self.csr.mcounteren = 0xffff_ffff;
+            // User space may read `time` (the vDSO's clock_gettime does). Linux sets this
+            // itself only through the SBI PMU extension, which keel's SBI doesn't have.
+            self.csr.scounteren = 1 << 1;
             // Linux expects FS to be usable (it turns it off and on itself).
             self.csr.mstatus |= 1 << status::FS_SHIFT;
         }
@@ -215,8 +219,6 @@ impl Hart {
         self.stop = Stop::None;
         self.reservation = None;
         self.instret = 0;
-        self.code_dirty.clear();
-        self.code_pages.iter_mut().for_each(|w| *w = 0);
         self.tlb.flush_all();
         self.flush_jump_cache = true;
         self.budget = 0;
@@ -328,10 +330,6 @@ impl Hart {
     pub(crate) fn poll_inputs(&mut self) {
         if self.signals.take_ipi() {
             self.csr.mip_sw |= irq::SSIP;
-        }
-        if self.signals.take_fence() {
-            self.tlb.flush_all();
-            self.flush_jump_cache = true;
         }
         let now = self.bus.time();
         let lines = self.signals.lines();

@@ -75,14 +75,19 @@ pub(crate) fn fast_load<T: Bits>(hart: &Hart, vaddr: u64) -> Option<T> {
 #[inline(always)]
 pub(crate) fn fast_store<T: Bits>(hart: &mut Hart, vaddr: u64, value: T) -> bool {
     let e = &hart.tlb.fast[(hart.data_mode & 3) as usize][index(vaddr)];
-    if e.write == vaddr & (PAGE_TAG_MASK | (T::SIZE as u64 - 1)) {
-        // SAFETY: as in `fast_load`; write tags are additionally never installed for pages
-        // that hold decoded code or that the bus watches.
-        unsafe { store_host::<T>((vaddr as usize).wrapping_add(e.addend), value) };
-        true
-    } else {
-        false
+    if e.write != vaddr & (PAGE_TAG_MASK | (T::SIZE as u64 - 1)) {
+        return false;
     }
+    let host = (vaddr as usize).wrapping_add(e.addend);
+    // Pages some hart decoded code from take the slow path, which tells those harts.
+    let page = host.wrapping_sub(hart.ram_host) >> 12;
+    if hart.code_flags[page].load(std::sync::atomic::Ordering::Relaxed) != 0 {
+        return false;
+    }
+    // SAFETY: as in `fast_load`; write tags are additionally never installed for pages the
+    // bus watches.
+    unsafe { store_host::<T>(host, value) };
+    true
 }
 
 /// A load by any path; `None` means it raised an exception.
@@ -201,8 +206,8 @@ impl Hart {
             Err(c) => return self.raise(c, vaddr),
         };
         if self.ram.contains(paddr, size) && !self.bus.is_watched_page(paddr >> 12) {
-            self.note_code_write(paddr);
             self.ram.store::<T>(paddr, value);
+            self.note_code_write(paddr, size);
             return true;
         }
         if self.bus.write(self.hartid as usize, paddr, size as u8, value.to_u64()) {
@@ -212,32 +217,18 @@ impl Hart {
         }
     }
 
-    /// A store is about to change RAM at `paddr`: if decoded code came from that page, the
-    /// blocks must go (the service step drops them before the next block runs).
+    /// RAM at `paddr` was just stored to: harts that decoded code from the page drop it
+    /// (this one at its next service check, which comes right after this block).
     #[inline]
-    pub(crate) fn note_code_write(&mut self, paddr: u64) {
-        let page = (paddr - self.ram.base()) >> 12;
-        let (word, bit) = ((page / 64) as usize, page % 64);
-        if self.code_pages[word] & (1 << bit) != 0 {
-            self.code_pages[word] &= !(1 << bit);
-            self.code_dirty.push(paddr & PAGE_TAG_MASK);
+    pub(crate) fn note_code_write(&mut self, paddr: u64, size: u64) {
+        if self.ram.note_write(paddr, size) {
             self.budget = 0;
         }
     }
 
-    /// Marks a RAM page as holding decoded code: stores to it must take the slow path.
+    /// This hart decoded code from the RAM page `ppage`: stores to it must take the slow path.
     pub(crate) fn mark_code_page(&mut self, ppage: u64) {
-        let page = (ppage - self.ram.base()) >> 12;
-        let (word, bit) = ((page / 64) as usize, page % 64);
-        if self.code_pages[word] & (1 << bit) == 0 {
-            self.code_pages[word] |= 1 << bit;
-            self.tlb.protect_code_page(ppage);
-        }
-    }
-
-    fn is_code_page(&self, ppage: u64) -> bool {
-        let page = (ppage - self.ram.base()) >> 12;
-        self.code_pages[(page / 64) as usize] & (1 << (page % 64)) != 0
+        self.ram.mark_code(ppage, self.hartid);
     }
 
     /// Translates `vaddr` for `access` in TLB context `mode`, filling the TLB on a miss.
@@ -275,7 +266,7 @@ impl Hart {
             if perm & PERM_R != 0 {
                 fast.read = vpage;
             }
-            if perm & PERM_W != 0 && !self.is_code_page(ppage) {
+            if perm & PERM_W != 0 {
                 fast.write = vpage;
             }
         }

@@ -20,8 +20,14 @@ pub struct HartSignals {
     kicked: AtomicBool,
     /// An SBI IPI arrived: SSIP must be set (software clears it, so it is not a wire).
     ipi: AtomicBool,
-    /// An SBI remote fence arrived: cached translations must go.
-    fence: AtomicBool,
+    /// SBI remote fences asked of this hart, and answered by it: when `fences_done` reaches a
+    /// ticket from [`HartSignals::post_fence`], the hart has dropped its cached translations
+    /// and any overwritten code.
+    fences_asked: AtomicU64,
+    fences_done: AtomicU64,
+    /// RAM pages this hart decoded code from that were overwritten since it last looked.
+    overwritten_code: Mutex<Vec<u64>>,
+    has_overwritten_code: AtomicBool,
     sleep_lock: Mutex<()>,
     wakeup: Condvar,
 }
@@ -67,14 +73,42 @@ impl HartSignals {
         self.ipi.load(Ordering::Relaxed) && self.ipi.swap(false, Ordering::SeqCst)
     }
 
-    /// Makes this hart drop its cached translations before it runs on (SBI RFENCE).
-    pub fn post_fence(&self) {
-        self.fence.store(true, Ordering::SeqCst);
+    /// Asks this hart to drop its cached translations and overwritten code (SBI RFENCE).
+    /// Returns a ticket for [`HartSignals::fence_done`].
+    pub fn post_fence(&self) -> u64 {
+        let ticket = self.fences_asked.fetch_add(1, Ordering::SeqCst) + 1;
+        self.kick();
+        ticket
+    }
+
+    /// True once the hart has answered the fence with this ticket.
+    pub fn fence_done(&self, ticket: u64) -> bool {
+        self.fences_done.load(Ordering::SeqCst) >= ticket
+    }
+
+    /// The newest fence asked of this hart, if it has not answered it yet.
+    pub(crate) fn fence_pending(&self) -> Option<u64> {
+        let asked = self.fences_asked.load(Ordering::SeqCst);
+        (asked != self.fences_done.load(Ordering::Relaxed)).then_some(asked)
+    }
+
+    pub(crate) fn answer_fence(&self, ticket: u64) {
+        self.fences_done.fetch_max(ticket, Ordering::SeqCst);
+    }
+
+    /// Code this hart decoded from the page at `page_addr` was overwritten (by any hart or a
+    /// device): the hart drops it before it runs on.
+    pub fn post_overwritten_code(&self, page_addr: u64) {
+        self.overwritten_code.lock().unwrap_or_else(|e| e.into_inner()).push(page_addr);
+        self.has_overwritten_code.store(true, Ordering::SeqCst);
         self.kick();
     }
 
-    pub(crate) fn take_fence(&self) -> bool {
-        self.fence.load(Ordering::Relaxed) && self.fence.swap(false, Ordering::SeqCst)
+    pub(crate) fn take_overwritten_code(&self) -> Vec<u64> {
+        if !self.has_overwritten_code.swap(false, Ordering::SeqCst) {
+            return Vec::new();
+        }
+        std::mem::take(&mut *self.overwritten_code.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Asks the hart to return from `run` at its next block boundary.

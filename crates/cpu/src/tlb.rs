@@ -120,17 +120,6 @@ impl Tlb {
         whole
     }
 
-    /// Stops fast-path stores into physical page `ppage` (it now holds decoded code).
-    pub fn protect_code_page(&mut self, ppage: u64) {
-        for mode in 0..MODES {
-            for i in 0..TLB_SIZE {
-                if self.entries[mode][i].ppage == ppage {
-                    self.fast[mode][i].write = INVALID;
-                }
-            }
-        }
-    }
-
     pub fn lookup(&self, mode: usize, vaddr: u64) -> Option<&Entry> {
         let e = &self.entries[mode][index(vaddr)];
         (e.vpage == vaddr & PAGE_TAG_MASK).then_some(e)

@@ -21,10 +21,13 @@
 
 pub mod aclint;
 pub mod clock;
+pub mod event;
 pub mod plic;
+pub mod rate_limiter;
 pub mod rtc;
 pub mod syscon;
 pub mod uart;
+pub mod virtio;
 
 pub use aclint::Aclint;
 pub use clock::{Clock, TIMEBASE_HZ};
@@ -75,6 +78,12 @@ pub enum DeviceError {
     HartCount { device: &'static str, count: usize, max: usize },
     #[error("the PLIC supports 1 to {max} contexts, got {count}")]
     ContextCount { count: usize, max: usize },
+    #[error("this device is not available yet: {0}")]
+    Unsupported(String),
+    /// A device's host side could not be set up; the message names the file, socket or
+    /// interface and what to do.
+    #[error("{0}")]
+    Setup(String),
 }
 
 /// Splits a naturally aligned 8-byte access into its two 4-byte halves, or says it is

@@ -25,9 +25,12 @@
 //!
 //! # Input
 //! [`Uart::push_input`] queues host bytes without limit; they move into the 64-byte FIFO as
-//! it drains (after each RBR or LSR read, and on push), so no byte is ever dropped. FCR
-//! writes, FIFO resets included, are ignored (as `vm-superio` does): typed-ahead input
-//! survives the driver's start-up.
+//! it drains (after each RBR or LSR read, and on push), so no byte is ever dropped. Bytes
+//! move only while the guest has the receive interrupt enabled (IER bit 0): that keeps
+//! typed-ahead input away from the driver's start-up, which reads RBR to clear it, and it
+//! turns Linux's throttling (which clears IER bit 0 when the tty buffer is full) into flow
+//! control, as RTS/CTS would on a real line. A guest that only polls never sees input. FCR
+//! writes, FIFO resets included, are ignored (as `vm-superio` does).
 //!
 //! # Output
 //! Bytes written to THR go to the sink given at construction; `vm-superio` writes and flushes
@@ -36,7 +39,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use vm_superio::serial::NoEvents;
 use vm_superio::{Serial, Trigger};
@@ -106,9 +109,9 @@ impl Inner {
         }
     }
 
-    /// Moves queued host input into the FIFO while it has room.
+    /// Moves queued host input into the FIFO while it has room and the guest listens.
     fn top_up(&mut self) {
-        while !self.input.is_empty() && self.serial.fifo_capacity() > 0 {
+        while self.ier & IER_RDI != 0 && !self.input.is_empty() && self.serial.fifo_capacity() > 0 {
             let n = self.input.len().min(self.serial.fifo_capacity());
             let chunk = &self.input.make_contiguous()[..n];
             match self.serial.enqueue_raw_bytes(chunk) {
@@ -165,6 +168,7 @@ impl Inner {
                 self.ier = value & IER_VALID;
                 let _ = self.serial.write(IER as u8, value);
                 self.thre = self.ier & IER_THRI != 0;
+                self.top_up();
             }
             0..=7 => {
                 let _ = self.serial.write(offset as u8, value);
@@ -180,6 +184,8 @@ impl Inner {
 pub struct Uart {
     inner: Mutex<Inner>,
     irq: Arc<dyn IrqLine>,
+    /// Signalled when the guest takes input, for [`Uart::wait_for_room`].
+    room: Condvar,
 }
 
 impl Uart {
@@ -194,6 +200,7 @@ impl Uart {
                 level: false,
             }),
             irq,
+            room: Condvar::new(),
         }
     }
 
@@ -204,6 +211,18 @@ impl Uart {
         s.input.extend(bytes);
         s.top_up();
         s.update_irq(&*self.irq);
+    }
+
+    /// Waits (at most `timeout`) until fewer than `limit` bytes wait in the host-side queue,
+    /// so a fast producer (a pipe, a file) can't queue without bound. Returns true if there
+    /// is room.
+    pub fn wait_for_room(&self, limit: usize, timeout: std::time::Duration) -> bool {
+        let s = lock(&self.inner);
+        let (s, _) = self
+            .room
+            .wait_timeout_while(s, timeout, |s| s.input.len() >= limit)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.input.len() < limit
     }
 
     /// Bytes waiting for the guest, in the FIFO and in the host-side queue.
@@ -218,8 +237,12 @@ impl MmioDevice for Uart {
     /// low byte (as QEMU's does), so careless bare-metal code still works.
     fn read(&self, offset: u64, _size: u8) -> u64 {
         let mut s = lock(&self.inner);
+        let queued = s.input.len();
         let v = s.read(offset);
         s.update_irq(&*self.irq);
+        if s.input.len() < queued {
+            self.room.notify_all();
+        }
         u64::from(v)
     }
 
@@ -290,6 +313,7 @@ mod tests {
     #[test]
     fn input_beyond_the_fifo_is_never_dropped() {
         let (u, _, _) = setup();
+        u.write(IER, 1, IER_RDI as u64);
         let data: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
         u.push_input(&data[..300]);
         assert_eq!(u.input_backlog(), 300);
@@ -422,6 +446,7 @@ mod tests {
     #[test]
     fn loopback_keeps_host_input_queued() {
         let (u, _, sink) = setup();
+        u.write(IER, 1, IER_RDI as u64);
         u.write(MCR, 1, 0x10);
         u.push_input(b"host");
         u.write(RBR_THR, 1, b'L' as u64);
@@ -429,5 +454,37 @@ mod tests {
         assert!(sink.0.lock().unwrap().0.is_empty());
         u.write(MCR, 1, 0x08);
         assert_eq!(drain(&u), b"host");
+    }
+
+    #[test]
+    fn input_waits_until_the_guest_enables_the_receive_interrupt() {
+        let (u, _, _) = setup();
+        u.push_input(b"typed ahead");
+        // Linux's 8250 start-up reads RBR with IER = 0 to clear stale data.
+        for _ in 0..4 {
+            assert_eq!(u.read(RBR_THR, 1), 0);
+        }
+        assert_eq!(u.read(LSR, 1) as u8 & LSR_DR, 0, "no data shown before IER.RDI");
+        u.write(IER, 1, IER_RDI as u64);
+        assert_eq!(drain(&u), b"typed ahead");
+    }
+
+    #[test]
+    fn clearing_the_receive_interrupt_throttles_the_host() {
+        let (u, _, _) = setup();
+        u.write(IER, 1, IER_RDI as u64);
+        u.push_input(&[b'a'; 100]);
+        // The 8250 throttle hook clears IER.RDI when the tty buffer is full: what is already
+        // in the FIFO can still be read, nothing more arrives until RDI comes back.
+        u.write(IER, 1, 0);
+        let mut got = 0;
+        while u.read(LSR, 1) as u8 & LSR_DR != 0 {
+            u.read(RBR_THR, 1);
+            got += 1;
+        }
+        assert_eq!(got, 64, "exactly one FIFO's worth before the throttle holds");
+        assert_eq!(u.input_backlog(), 36);
+        u.write(IER, 1, IER_RDI as u64);
+        assert_eq!(drain(&u).len(), 36);
     }
 }

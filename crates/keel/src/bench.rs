@@ -9,17 +9,30 @@ use anyhow::{bail, Context, Result};
 use crate::image;
 use crate::run::DEFAULT_CMDLINE;
 
+mod disk;
+
 #[derive(clap::Subcommand)]
 pub enum BenchCommand {
     /// Boot to power-off: the guest runs `true` and powers off.
     Boot {
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// vCPUs of the guest (QEMU gets the same with -smp).
+        #[arg(long, default_value_t = 1)]
+        vcpus: u32,
     },
     /// A CPU-bound guest command: sha256sum of 64 MiB from /dev/zero, timed inside the guest.
     Cpu {
         #[arg(long, default_value_t = 3)]
         runs: usize,
+    },
+    /// Sequential read and write of a raw virtio-blk disk with dd, timed inside the guest.
+    Disk {
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Disk size in MiB (read whole, then written whole).
+        #[arg(long, default_value_t = 256)]
+        size: u64,
     },
 }
 
@@ -36,10 +49,15 @@ pub fn bench(cmd: BenchCommand) -> Result<ExitCode> {
     which(QEMU).with_context(|| {
         format!("{QEMU} is needed for the side-by-side figures: install Debian's qemu-system-misc")
     })?;
-    let (runs, args, measure): (usize, Vec<String>, Measure) = match cmd {
-        BenchCommand::Boot { runs } => (runs, vec!["true".into()], |_, wall| Ok(wall)),
+    let (runs, vcpus, args, measure): (usize, u32, Vec<String>, Measure) = match cmd {
+        BenchCommand::Boot { runs, vcpus } => {
+            (runs, vcpus, vec!["true".into()], |_, wall| Ok(wall))
+        }
+        BenchCommand::Disk { runs, size } => return disk::bench_disk(&image, runs, size),
         BenchCommand::Cpu { runs } => {
-            (runs, vec!["sh".into(), "-c".into(), CPU_SCRIPT.into()], |out, _| guest_elapsed(out))
+            (runs, 1, vec!["sh".into(), "-c".into(), CPU_SCRIPT.into()], |out, _| {
+                guest_elapsed(out)
+            })
         }
     };
     if runs == 0 {
@@ -50,24 +68,19 @@ pub fn bench(cmd: BenchCommand) -> Result<ExitCode> {
     let kernel = image.kernel.to_string_lossy().into_owned();
     let initrd = image.initrd.to_string_lossy().into_owned();
     let memory = MEMORY_MIB.to_string();
-    let keel_cmd = |c: &mut Command| {
-        c.arg("run").args([
-            "--kernel",
-            &kernel,
-            "--initrd",
-            &initrd,
-            "--memory",
-            &memory,
-            "--cmdline",
-            &cmdline,
-        ]);
-    };
+    let smp = vcpus.to_string();
+    let keel_cmd =
+        |c: &mut Command| {
+            c.arg("run")
+                .args(["--kernel", &kernel, "--initrd", &initrd, "--memory", &memory])
+                .args(["--vcpus", &smp, "--cmdline", &cmdline]);
+        };
     let qemu_cmd = |c: &mut Command| {
-        c.args(["-M", "virt", "-m", &memory, "-smp", "1", "-nographic", "-no-reboot"])
+        c.args(["-M", "virt", "-m", &memory, "-smp", &smp, "-nographic", "-no-reboot"])
             .args(["-kernel", &kernel, "-initrd", &initrd, "-append", &cmdline]);
     };
     println!(
-        "guest: {} (kernel {}), {MEMORY_MIB} MiB, 1 vCPU",
+        "guest: {} (kernel {}), {MEMORY_MIB} MiB, {vcpus} vCPU(s)",
         image.kernel.display(),
         image.kernel_version
     );
@@ -89,19 +102,11 @@ pub fn bench(cmd: BenchCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn time_run(
-    name: &str,
-    program: &std::ffi::OsStr,
-    setup: impl Fn(&mut Command),
-    measure: Measure,
-) -> Result<f64> {
-    let mut cmd = Command::new(program);
-    setup(&mut cmd);
+/// Runs `cmd` with no input; returns its stdout, or an error showing the tail of its output.
+pub(crate) fn run_to_success(name: &str, cmd: &mut Command) -> Result<String> {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let start = Instant::now();
     let out = cmd.output().with_context(|| format!("cannot start {name}"))?;
-    let wall = start.elapsed().as_secs_f64();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         bail!(
             "{name} failed ({}):\n{}{}",
@@ -110,6 +115,20 @@ fn time_run(
             tail(&String::from_utf8_lossy(&out.stderr))
         );
     }
+    Ok(stdout)
+}
+
+fn time_run(
+    name: &str,
+    program: &std::ffi::OsStr,
+    setup: impl Fn(&mut Command),
+    measure: Measure,
+) -> Result<f64> {
+    let mut cmd = Command::new(program);
+    setup(&mut cmd);
+    let start = Instant::now();
+    let stdout = run_to_success(name, &mut cmd)?;
+    let wall = start.elapsed().as_secs_f64();
     measure(&stdout, wall).with_context(|| format!("{name}'s output:\n{}", tail(&stdout)))
 }
 

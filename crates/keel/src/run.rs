@@ -43,6 +43,9 @@ pub struct RunArgs {
     /// M-mode), or the path of M-mode firmware such as OpenSBI's fw_dynamic.bin.
     #[arg(long, value_name = "sbi|none|PATH")]
     pub firmware: Option<String>,
+    /// Add an entropy device (virtio-rng), as `rng = true` in a VM file does.
+    #[arg(long)]
+    pub rng: bool,
     /// In command mode, show the kernel's messages too.
     #[arg(long)]
     pub kernel_log: bool,
@@ -64,6 +67,8 @@ pub fn machine_config(args: &RunArgs) -> Result<MachineConfig> {
         initrd: args.initrd.clone(),
         cmdline: args.cmdline.clone(),
         firmware: args.firmware.clone(),
+        rng: args.rng.then_some(true),
+        ..VmFile::default()
     };
     flags.validate("command line")?;
     vm.merge(flags);
@@ -101,7 +106,19 @@ pub fn machine_config(args: &RunArgs) -> Result<MachineConfig> {
         initrd,
         cmdline,
         firmware,
+        virtio: vm.virtio(&vm_identity(args)),
     })
+}
+
+/// What names this VM for generated MAC addresses: its VM file's absolute path, or
+/// "default" for the default VM.
+fn vm_identity(args: &RunArgs) -> String {
+    match &args.vmfile {
+        Some(p) => {
+            std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()).to_string_lossy().into_owned()
+        }
+        None => "default".to_string(),
+    }
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {

@@ -2,6 +2,7 @@
 //! Debian's RISC-V cross compiler and run bare-metal (`keel run --firmware none`) on keel's
 //! CPU. A program reports through HTIF `tohost`: status 0 passes, N names its first failing
 //! check (see tests/isa/README.md). `selftest-fail` must fail with 7, proving failures show.
+//! `smp-*` programs run on 4 harts.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -58,8 +59,10 @@ fn run_one(name: &str, src: &Path) -> Result<(), Failed> {
     std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
     let elf = out_dir.join(format!("{name}.elf"));
     build(src, &elf)?;
+    // smp-* programs need several harts; 4 is more than this machine has cores, on purpose.
+    let vcpus = if name.starts_with("smp-") { "4" } else { "1" };
     let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(["run", "--firmware", "none", "--kernel"])
+        .args(["run", "--vcpus", vcpus, "--firmware", "none", "--kernel"])
         .arg(&elf)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

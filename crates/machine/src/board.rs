@@ -8,18 +8,26 @@ use std::sync::Arc;
 
 use keel_cpu::consts::{irq, ISA_EXTENSIONS, ISA_STRING};
 use keel_cpu::{Cpu, Hart, HartSignals, Privilege, SATP_SV48};
+use keel_devices::event::EventLoop;
+use keel_devices::virtio::config::{BalloonConfig, BlockConfig, NetConfig, VsockConfig};
+use keel_devices::virtio::mmio::{self as virtio_mmio, MmioTransport};
+use keel_devices::virtio::{self, VirtioDevice};
 use keel_devices::{
     Aclint, Clock, DeviceError, HartTimerInputs, IrqLine, MmioDevice, Plic, Rtc, Syscon, Uart,
 };
-use keel_memory::{GuestRam, MemoryError};
+use keel_memory::{CodeObserver, GuestRam, MemoryError};
 use thiserror::Error;
 
 use crate::bus::{Htif, PlatformBus, Window};
 use crate::fdt::{self, build_fdt, FdtConfig, FdtError};
+use crate::hsm::Hsm;
 use crate::loader::{self, parse_kernel, KernelImage, LoadError};
 use crate::power::PowerLatch;
 use crate::sbi::{ConsoleSink, Sbi};
 use crate::vcpu::SoftVcpu;
+
+/// The most vCPUs a machine can have (decoded-code tracking keeps a 64-bit hart mask per page).
+pub const MAX_VCPUS: u32 = 64;
 
 /// What runs first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +41,17 @@ pub enum Firmware {
     Path(PathBuf),
 }
 
+/// A paravirtual device on the board (one virtio-mmio slot each, in this order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VirtioConfig {
+    Block(BlockConfig),
+    Net(NetConfig),
+    /// The entropy device: guest reads of /dev/hwrng get the host's getrandom bytes.
+    Rng,
+    Vsock(VsockConfig),
+    Balloon(BalloonConfig),
+}
+
 /// Everything a machine is made of.
 #[derive(Debug, Clone)]
 pub struct MachineConfig {
@@ -42,6 +61,7 @@ pub struct MachineConfig {
     pub initrd: Option<PathBuf>,
     pub cmdline: String,
     pub firmware: Firmware,
+    pub virtio: Vec<VirtioConfig>,
 }
 
 #[derive(Debug, Error)]
@@ -52,7 +72,7 @@ pub enum MachineError {
     Load { what: &'static str, path: PathBuf, source: LoadError },
     #[error("memory = {mib} MiB: {source}")]
     Memory { mib: u64, source: MemoryError },
-    #[error("vcpus = {0}: keel supports 1 to {max} vCPUs", max = fdt::MAX_HARTS)]
+    #[error("vcpus = {0}: keel supports 1 to {MAX_VCPUS} vCPUs")]
     Vcpus(u32),
     #[error("device tree: {0}")]
     Fdt(#[from] FdtError),
@@ -60,6 +80,10 @@ pub enum MachineError {
     Device(#[from] DeviceError),
     #[error("{0}")]
     Layout(LoadError),
+    #[error("{0} virtio devices: the board has {max} virtio-mmio slots", max = fdt::VIRTIO_SLOTS)]
+    TooManyDevices(usize),
+    #[error("cannot start the device I/O thread: {0}")]
+    Io(std::io::Error),
     #[error("firmware {path}: {len} bytes do not fit below the kernel at RAM + 2 MiB")]
     FirmwareTooLarge { path: PathBuf, len: usize },
     #[error("firmware {path}: the file is empty")]
@@ -72,8 +96,12 @@ pub struct Machine {
     pub uart: Arc<Uart>,
     pub power: Arc<PowerLatch>,
     pub clock: Arc<Clock>,
+    /// The virtio devices, in slot order.
+    pub virtio: Vec<Arc<MmioTransport>>,
     signals: Vec<Arc<HartSignals>>,
     vcpus: Vec<SoftVcpu>,
+    events: Arc<EventLoop>,
+    io_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Drives one of a hart's interrupt wires.
@@ -85,6 +113,19 @@ struct HartWire {
 impl IrqLine for HartWire {
     fn set_level(&self, level: bool) {
         self.signals.set_line(self.bit, level);
+    }
+}
+
+/// Tells harts that code they decoded was overwritten.
+struct CodeInvalidator(Vec<Arc<HartSignals>>);
+
+impl CodeObserver for CodeInvalidator {
+    fn code_overwritten(&self, page_addr: u64, harts: u64) {
+        for (id, s) in self.0.iter().enumerate() {
+            if harts & (1 << id) != 0 {
+                s.post_overwritten_code(page_addr);
+            }
+        }
     }
 }
 
@@ -131,7 +172,7 @@ fn load_segments(ram: &GuestRam, image: &KernelImage<'_>) -> Result<(), MemoryEr
 
 impl Machine {
     pub fn build(cfg: &MachineConfig, console: ConsoleSink) -> Result<Machine, MachineError> {
-        if cfg.vcpus == 0 || cfg.vcpus > fdt::MAX_HARTS {
+        if cfg.vcpus == 0 || cfg.vcpus > MAX_VCPUS {
             return Err(MachineError::Vcpus(cfg.vcpus));
         }
         let mem_size = cfg.memory_mib.saturating_mul(1 << 20);
@@ -142,6 +183,7 @@ impl Machine {
         let harts = cfg.vcpus as usize;
         let signals: Vec<_> = (0..harts).map(|_| Arc::new(HartSignals::new())).collect();
         let power = Arc::new(PowerLatch::new(signals.clone()));
+        ram.set_code_observer(Arc::new(CodeInvalidator(signals.clone())));
         let clock = Arc::new(Clock::new());
 
         // Interrupt fabric: PLIC context 2h drives hart h's MEIP, 2h+1 its SEIP.
@@ -160,13 +202,42 @@ impl Machine {
         ));
         let rtc = Arc::new(Rtc::new(plic.source(fdt::RTC_IRQ)));
         let syscon = Arc::new(Syscon::new(power.clone()));
-        let windows = vec![
+        let mut windows = vec![
             window(fdt::CLINT_BASE, 0x1_0000, aclint),
-            window(fdt::PLIC_BASE, 0x60_0000, plic),
+            window(fdt::PLIC_BASE, 0x60_0000, plic.clone()),
             window(fdt::UART_BASE, keel_devices::uart::UART_SIZE, uart.clone()),
             window(fdt::SYSCON_BASE, 0x1000, syscon),
             window(fdt::RTC_BASE, 0x1000, rtc),
         ];
+
+        // Paravirtual devices, served by one I/O thread for the whole machine.
+        if cfg.virtio.len() > fdt::VIRTIO_SLOTS as usize {
+            return Err(MachineError::TooManyDevices(cfg.virtio.len()));
+        }
+        let events = Arc::new(EventLoop::new().map_err(MachineError::Io)?);
+        let mut virtio = Vec::new();
+        let mut slots = Vec::new();
+        for (i, dev) in cfg.virtio.iter().enumerate() {
+            let slot = fdt::VirtioSlot::qemu_virt(i as u32).expect("checked against VIRTIO_SLOTS");
+            let device: Box<dyn VirtioDevice> = match dev {
+                VirtioConfig::Block(c) => virtio::blk::create(c)?,
+                VirtioConfig::Net(c) => virtio::net::create(c)?,
+                VirtioConfig::Rng => Box::new(virtio::rng::Rng::new()),
+                VirtioConfig::Vsock(c) => virtio::vsock::create(c)?,
+                VirtioConfig::Balloon(c) => virtio::balloon::create(c)?,
+            };
+            let t = MmioTransport::new(device, ram.clone(), plic.source(slot.irq), events.clone());
+            windows.push(window(slot.base, virtio_mmio::MMIO_SIZE, t.clone()));
+            virtio.push(t);
+            slots.push(slot);
+        }
+        let io_thread = {
+            let events = events.clone();
+            std::thread::Builder::new()
+                .name("keel-io".into())
+                .spawn(move || events.run())
+                .map_err(MachineError::Io)?
+        };
 
         // The boot image.
         let kernel_bytes = read("kernel", &cfg.kernel)?;
@@ -203,7 +274,7 @@ impl Machine {
             isa: ISA_STRING.to_string(),
             isa_extensions: ISA_EXTENSIONS.iter().map(|s| s.to_string()).collect(),
             mmu_type: "riscv,sv48".to_string(),
-            virtio: Vec::new(),
+            virtio: slots,
         };
         // The blob's size doesn't depend on the initrd addresses, so size it first.
         let fdt_len = build_fdt(&fdt_cfg)?.len() as u64;
@@ -218,7 +289,11 @@ impl Machine {
         let blob = build_fdt(&fdt_cfg)?;
         ram.write_slice(fdt_addr, &blob).map_err(memory_error)?;
 
-        let sbi = Arc::new(Sbi::new(signals.clone(), power.clone(), console.clone(), ram.clone()));
+        // With keel's SBI, only hart 0 starts; the kernel starts the others through HSM.
+        // Firmware and bare-metal programs get every hart at once and sort them out themselves.
+        let hsm = Arc::new(Hsm::new(harts, |h| h == 0 || cfg.firmware != Firmware::Sbi));
+        let sbi =
+            Arc::new(Sbi::new(signals.clone(), hsm, power.clone(), console.clone(), ram.clone()));
         let bus: Arc<PlatformBus> = Arc::new(PlatformBus::new(
             ram.clone(),
             clock.clone(),
@@ -246,7 +321,17 @@ impl Machine {
             }
             vcpus.push(SoftVcpu::new(cpu, sbi.clone(), power.clone()));
         }
-        Ok(Machine { ram, uart, power, clock, signals, vcpus })
+        Ok(Machine {
+            ram,
+            uart,
+            power,
+            clock,
+            virtio,
+            signals,
+            vcpus,
+            events,
+            io_thread: Some(io_thread),
+        })
     }
 
     /// Hands the vCPUs to the VMM's threads.
@@ -258,6 +343,15 @@ impl Machine {
     pub fn stop(&self) {
         for s in &self.signals {
             s.request_exit();
+        }
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        self.events.stop();
+        if let Some(t) = self.io_thread.take() {
+            let _ = t.join();
         }
     }
 }

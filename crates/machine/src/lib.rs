@@ -12,12 +12,13 @@
 pub mod board;
 pub mod bus;
 pub mod fdt;
+pub mod hsm;
 pub mod loader;
 pub mod power;
 pub mod sbi;
 pub mod vcpu;
 
-pub use board::{Firmware, Machine, MachineConfig, MachineError};
+pub use board::{Firmware, Machine, MachineConfig, MachineError, VirtioConfig};
 pub use keel_cpu::HartSignals;
 pub use power::{GuestExit, PowerLatch};
 pub use sbi::ConsoleSink;

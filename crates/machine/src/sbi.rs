@@ -8,6 +8,7 @@ use keel_cpu::{Hart, HartSignals};
 use keel_devices::PowerRequest;
 use keel_memory::GuestRam;
 
+use crate::hsm::{Hsm, StartError};
 use crate::power::PowerLatch;
 
 /// Extension IDs (SBI spec §3-§12).
@@ -35,14 +36,23 @@ const SPEC_VERSION: u64 = 2 << 24;
 /// Implementation ID: keel has no assigned number; it reports "keel" in ASCII.
 pub const IMPL_ID: u64 = 0x6b65_656c;
 
-/// HSM hart states (SBI spec §9, table 9.1).
-const HSM_STARTED: u64 = 0;
-
 /// Where the debug console (DBCN) writes: the same console the UART writes to.
 pub type ConsoleSink = Arc<Mutex<Box<dyn Write + Send>>>;
 
+/// What the vCPU must do after an SBI call, beyond resuming the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SbiAction {
+    Continue,
+    /// `hart_stop`: the calling hart is stopped until another hart starts it.
+    StopHart,
+    /// Remote fences are out: each (hart, ticket) must be answered before the caller goes on,
+    /// as SBI RFENCE calls complete on the remote harts before they return.
+    AwaitFences(Vec<(usize, u64)>),
+}
+
 pub struct Sbi {
     harts: Vec<Arc<HartSignals>>,
+    hsm: Arc<Hsm>,
     power: Arc<PowerLatch>,
     console: ConsoleSink,
     ram: Arc<GuestRam>,
@@ -63,26 +73,38 @@ impl Ret {
 impl Sbi {
     pub fn new(
         harts: Vec<Arc<HartSignals>>,
+        hsm: Arc<Hsm>,
         power: Arc<PowerLatch>,
         console: ConsoleSink,
         ram: Arc<GuestRam>,
     ) -> Sbi {
-        Sbi { harts, power, console, ram }
+        Sbi { harts, hsm, power, console, ram }
     }
 
-    /// Answers the `ecall` the hart stopped at and moves it past the instruction.
-    pub fn handle(&self, hart: &mut Hart) {
+    /// Every hart's signals, by hart id.
+    pub fn harts(&self) -> &[Arc<HartSignals>] {
+        &self.harts
+    }
+
+    pub fn hsm(&self) -> &Arc<Hsm> {
+        &self.hsm
+    }
+
+    /// Answers the `ecall` the hart stopped at and moves it past the instruction; says what
+    /// else the vCPU must do.
+    pub fn handle(&self, hart: &mut Hart) -> SbiAction {
         let (eid, fid) = (hart.x(17), hart.x(16));
         let a = [hart.x(10), hart.x(11), hart.x(12), hart.x(13), hart.x(14), hart.x(15)];
+        let mut action = SbiAction::Continue;
         let Ret(error, value) = match eid {
             ext::BASE => self.base(fid, a[0]),
             ext::TIME if fid == 0 => {
                 hart.set_supervisor_timer(a[0]);
                 Ret::ok(0)
             }
-            ext::IPI if fid == 0 => self.for_harts(a[0], a[1], |h| h.post_ipi()),
-            ext::RFENCE => self.rfence(fid, a[0], a[1]),
-            ext::HSM => self.hsm(fid, a[0]),
+            ext::IPI if fid == 0 => self.for_harts(a[0], a[1], |_, h| h.post_ipi()),
+            ext::RFENCE => self.rfence(fid, a[0], a[1], &mut action),
+            ext::HSM => self.hart_state(hart.hartid() as usize, fid, a, &mut action),
             ext::SRST if fid == 0 => self.reset(a[0], a[1]),
             ext::DBCN => self.debug_console(fid, a),
             _ => Ret::err(err::NOT_SUPPORTED),
@@ -92,6 +114,7 @@ impl Sbi {
         // as it is unchanged-or-value for every function it implements.
         hart.set_x(11, value);
         hart.finish_ecall();
+        action
     }
 
     fn supported(eid: u64) -> bool {
@@ -115,43 +138,73 @@ impl Sbi {
 
     /// Applies `f` to the harts selected by `mask` and `base` (SBI spec §3.3: a base of -1
     /// selects every hart).
-    fn for_harts(&self, mask: u64, base: u64, f: impl Fn(&HartSignals)) -> Ret {
+    fn for_harts(&self, mask: u64, base: u64, mut f: impl FnMut(usize, &HartSignals)) -> Ret {
         if base == u64::MAX {
-            self.harts.iter().for_each(|h| f(h));
+            self.harts.iter().enumerate().for_each(|(id, h)| f(id, h));
             return Ret::ok(0);
         }
-        for bit in 0..64 {
-            if mask & (1 << bit) == 0 {
-                continue;
-            }
-            let Some(h) = base.checked_add(bit).and_then(|id| self.harts.get(id as usize)) else {
-                return Ret::err(err::INVALID_PARAM);
-            };
-            f(h);
+        // Check the whole mask before acting on any hart.
+        let selected: Vec<usize> = (0..64)
+            .filter(|bit| mask & (1 << bit) != 0)
+            .map(|bit| base.checked_add(bit).map_or(usize::MAX, |id| id as usize))
+            .collect();
+        if selected.iter().any(|&id| id >= self.harts.len()) {
+            return Ret::err(err::INVALID_PARAM);
         }
+        selected.into_iter().for_each(|id| f(id, &self.harts[id]));
         Ret::ok(0)
     }
 
-    fn rfence(&self, fid: u64, mask: u64, base: u64) -> Ret {
+    fn rfence(&self, fid: u64, mask: u64, base: u64, action: &mut SbiAction) -> Ret {
         match fid {
-            // FENCE.I: each hart's decoded-code cache follows stores to code pages itself.
-            0 => self.for_harts(mask, base, |_| {}),
-            // SFENCE.VMA (with or without ASID): the harts drop all cached translations before
-            // they run on; the caller too, since `finish_ecall` makes it look at its signals.
-            1 | 2 => self.for_harts(mask, base, |h| h.post_fence()),
+            // FENCE.I and SFENCE.VMA (with or without ASID): each selected hart drops its cached
+            // translations and any decoded code that was overwritten, and the call returns only
+            // when all have done so (SBI spec §8: the fence is complete on return).
+            0..=2 => {
+                let mut tickets = Vec::new();
+                let r = self.for_harts(mask, base, |id, h| tickets.push((id, h.post_fence())));
+                *action = SbiAction::AwaitFences(tickets);
+                r
+            }
             // The HFENCE functions need the H extension, which keel's harts lack.
             _ => Ret::err(err::NOT_SUPPORTED),
         }
     }
 
-    fn hsm(&self, fid: u64, hartid: u64) -> Ret {
-        let known = (hartid as usize) < self.harts.len();
+    /// The HSM extension (SBI spec §9).
+    fn hart_state(&self, caller: usize, fid: u64, a: [u64; 6], action: &mut SbiAction) -> Ret {
         match fid {
-            // hart_start: every hart keel creates is already running.
-            0 if known => Ret::err(err::ALREADY_AVAILABLE),
-            2 if known => Ret::ok(HSM_STARTED),
-            0 | 2 => Ret::err(err::INVALID_PARAM),
-            // hart_stop and hart_suspend come with multiprocessor support.
+            // hart_start(hartid, start_addr, opaque)
+            0 => {
+                let (hart, addr, opaque) = (a[0] as usize, a[1], a[2]);
+                if hart >= self.harts.len() {
+                    return Ret::err(err::INVALID_PARAM);
+                }
+                if !self.ram.contains(addr, 4) {
+                    return Ret::err(err::INVALID_ADDRESS);
+                }
+                match self.hsm.request_start(hart, addr, opaque) {
+                    Ok(()) => {
+                        self.harts[hart].kick();
+                        Ret::ok(0)
+                    }
+                    Err(StartError::AlreadyRunning) => Ret::err(err::ALREADY_AVAILABLE),
+                    Err(StartError::NoSuchHart) => Ret::err(err::INVALID_PARAM),
+                }
+            }
+            // hart_stop(): does not return on success.
+            1 => {
+                self.hsm.stop(caller);
+                *action = SbiAction::StopHart;
+                Ret::ok(0)
+            }
+            // hart_get_status(hartid)
+            2 => match self.hsm.status(a[0] as usize) {
+                Some(status) => Ret::ok(status),
+                None => Ret::err(err::INVALID_PARAM),
+            },
+            // hart_suspend: Linux only uses it with idle states in the device tree, which
+            // keel's doesn't describe; WFI is how keel's harts idle.
             _ => Ret::err(err::NOT_SUPPORTED),
         }
     }

@@ -6,10 +6,10 @@
 
 use std::sync::Arc;
 
-use keel_cpu::{consts::cause, Cpu, Exit, HartSignals};
+use keel_cpu::{consts::cause, Cpu, Exit, HartSignals, Privilege};
 
 use crate::power::{GuestExit, PowerLatch};
-use crate::sbi::Sbi;
+use crate::sbi::{Sbi, SbiAction};
 
 /// Why a vCPU stopped running guest code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,13 +47,74 @@ impl SoftVcpu {
     pub fn new(cpu: Cpu, sbi: Arc<Sbi>, power: Arc<PowerLatch>) -> SoftVcpu {
         SoftVcpu { cpu, sbi, power }
     }
+
+    fn index(&self) -> usize {
+        self.cpu.hart().hartid() as usize
+    }
+
+    /// Why the VMM or the guest wants this vCPU to stop, if either does.
+    fn exit_wanted(&self) -> Option<VcpuExit> {
+        if let Some(exit) = self.power.pending() {
+            return Some(VcpuExit::Guest(exit));
+        }
+        self.cpu.hart().signals().take_exit_request().then_some(VcpuExit::Stopped)
+    }
+
+    /// While the hart is stopped (SBI HSM), waits for another hart to start it. The hart
+    /// keeps answering remote fences meanwhile, so their senders never wait for it.
+    fn wait_until_started(&mut self) -> Result<(), VcpuExit> {
+        let id = self.index();
+        let signals = self.cpu.hart().signals().clone();
+        loop {
+            if let Some(exit) = self.exit_wanted() {
+                return Err(exit);
+            }
+            self.cpu.answer_fences();
+            if let Some((addr, opaque)) = self.sbi.hsm().take_start(id) {
+                // SBI spec §9.1: S-mode at start_addr, MMU off, a0 = hart id, a1 = opaque.
+                self.cpu.reset(addr, Privilege::Supervisor, true);
+                let hart = self.cpu.hart_mut();
+                hart.set_x(10, id as u64);
+                hart.set_x(11, opaque);
+                return Ok(());
+            }
+            signals.sleep(std::time::Duration::from_secs(1));
+        }
+    }
+
+    /// Waits until every (hart, ticket) fence is answered, answering fences sent to this hart
+    /// meanwhile (two harts may be fencing each other).
+    fn await_fences(&mut self, tickets: &[(usize, u64)]) -> Result<(), VcpuExit> {
+        let harts = self.sbi.harts().to_vec();
+        while !tickets.iter().all(|&(h, t)| harts[h].fence_done(t)) {
+            self.cpu.answer_fences();
+            if let Some(exit) = self.exit_wanted() {
+                return Err(exit);
+            }
+            std::thread::yield_now();
+        }
+        Ok(())
+    }
 }
 
 impl Vcpu for SoftVcpu {
     fn run(&mut self) -> VcpuExit {
         loop {
+            if self.sbi.hsm().is_stopped(self.index()) {
+                if let Err(exit) = self.wait_until_started() {
+                    return exit;
+                }
+            }
             match self.cpu.run() {
-                Exit::Sbi => self.sbi.handle(self.cpu.hart_mut()),
+                Exit::Sbi => match self.sbi.handle(self.cpu.hart_mut()) {
+                    SbiAction::Continue => {}
+                    SbiAction::StopHart => {}
+                    SbiAction::AwaitFences(tickets) => {
+                        if let Err(exit) = self.await_fences(&tickets) {
+                            return exit;
+                        }
+                    }
+                },
                 Exit::Requested => {
                     return match self.power.pending() {
                         Some(exit) => VcpuExit::Guest(exit),

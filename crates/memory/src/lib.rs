@@ -6,10 +6,12 @@
 //! its fast path; this crate is where that pointer arithmetic is justified, so `unsafe` stays
 //! here and in the CPU's TLB fast path.
 
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use thiserror::Error;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+pub use vm_memory::GuestMemoryMmap;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 /// Size of a guest page as the RISC-V MMU sees it (privileged spec §12.3, 4 KiB base pages).
 pub const PAGE_SIZE: u64 = 4096;
@@ -28,12 +30,31 @@ pub enum MemoryError {
     Outside { addr: u64, len: u64 },
 }
 
+/// Told when RAM that harts decoded code from is overwritten, so they drop that code.
+pub trait CodeObserver: Send + Sync {
+    /// The page at `page_addr` changed; bit `h` of `harts` is set for each hart that had
+    /// decoded code from it.
+    fn code_overwritten(&self, page_addr: u64, harts: u64);
+}
+
+/// Which harts hold decoded code from each RAM page. Any store to such a page, by a hart or by
+/// a device, must make those harts drop it: the CPU's store fast path checks the page's flag,
+/// and device writes go through [`GuestRam::write_slice`] or [`GuestRam::note_write`].
+struct CodeMap {
+    /// Per page: nonzero while some hart holds code from it (the byte the fast path reads).
+    flags: Arc<[AtomicU8]>,
+    /// Per page: bit h set while hart h holds code from it.
+    harts: Box<[AtomicU64]>,
+    observer: OnceLock<Arc<dyn CodeObserver>>,
+}
+
 /// The guest's RAM.
 pub struct GuestRam {
     mem: GuestMemoryMmap<()>,
     base: u64,
     size: u64,
     host: usize,
+    code: CodeMap,
 }
 
 /// Primitive values the CPU moves between registers and RAM.
@@ -71,7 +92,78 @@ impl GuestRam {
             .get_host_address(GuestAddress(base))
             .map_err(|e| MemoryError::Map { size: size >> 20, reason: e.to_string() })?
             as usize;
-        Ok(GuestRam { mem, base, size, host })
+        let pages = (size / PAGE_SIZE) as usize;
+        let code = CodeMap {
+            flags: (0..pages).map(|_| AtomicU8::new(0)).collect(),
+            harts: (0..pages).map(|_| AtomicU64::new(0)).collect(),
+            observer: OnceLock::new(),
+        };
+        Ok(GuestRam { mem, base, size, host, code })
+    }
+
+    /// The vm-memory view of RAM, for crates built on it (virtio-queue). Writes through it must
+    /// be followed by [`GuestRam::note_write`] for the written range, unless they only touch
+    /// virtqueue rings (which never hold code).
+    pub fn memory(&self) -> &GuestMemoryMmap<()> {
+        &self.mem
+    }
+
+    /// The host address of the first byte of RAM (page-aligned).
+    pub fn host_base(&self) -> usize {
+        self.host
+    }
+
+    /// The per-page "holds decoded code" flags, indexed by `(host address - host_base) >> 12`.
+    pub fn code_flags(&self) -> Arc<[AtomicU8]> {
+        self.code.flags.clone()
+    }
+
+    /// Sets who is told when code pages are overwritten (once, when the machine is built).
+    pub fn set_code_observer(&self, observer: Arc<dyn CodeObserver>) {
+        let _ = self.code.observer.set(observer);
+    }
+
+    /// Hart `hart` (below 64) decoded code from the RAM page at `page_addr`.
+    pub fn mark_code(&self, page_addr: u64, hart: u64) {
+        if let Some(i) = self.page_index(page_addr) {
+            self.code.harts[i].fetch_or(1 << (hart & 63), Ordering::SeqCst);
+            self.code.flags[i].store(1, Ordering::SeqCst);
+            // The decoder reads the page after this; a store that checked the flag before
+            // this fence may still slip through, which only a guest racing to modify code
+            // another hart is fetching for the first time can observe.
+            std::sync::atomic::fence(Ordering::SeqCst);
+        }
+    }
+
+    /// RAM in `[addr, addr + len)` was just written: harts holding code from those pages are
+    /// told to drop it. Returns true when any page held code.
+    pub fn note_write(&self, addr: u64, len: u64) -> bool {
+        if len == 0 {
+            return false;
+        }
+        let (Some(first), Some(last)) = (self.page_index(addr), self.page_index(addr + len - 1))
+        else {
+            return false;
+        };
+        let mut any = false;
+        for i in first..=last {
+            if self.code.flags[i].load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            self.code.flags[i].store(0, Ordering::SeqCst);
+            let harts = self.code.harts[i].swap(0, Ordering::SeqCst);
+            if harts != 0 {
+                any = true;
+                if let Some(obs) = self.code.observer.get() {
+                    obs.code_overwritten(self.base + i as u64 * PAGE_SIZE, harts);
+                }
+            }
+        }
+        any
+    }
+
+    fn page_index(&self, addr: u64) -> Option<usize> {
+        self.contains(addr, 1).then(|| ((addr - self.base) / PAGE_SIZE) as usize)
     }
 
     pub fn base(&self) -> u64 {
@@ -106,7 +198,9 @@ impl GuestRam {
         }
         self.mem
             .write_slice(data, GuestAddress(addr))
-            .map_err(|_| MemoryError::Outside { addr, len: data.len() as u64 })
+            .map_err(|_| MemoryError::Outside { addr, len: data.len() as u64 })?;
+        self.note_write(addr, data.len() as u64);
+        Ok(())
     }
 
     /// Copies RAM at `addr` into `buf`.
@@ -170,6 +264,7 @@ impl GuestRam {
         if !self.contains(addr, len) || addr % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
             return;
         }
+        self.note_write(addr, len);
         // SAFETY: the range is page aligned and inside our private anonymous mapping;
         // MADV_DONTNEED on such a mapping only replaces its pages with zero-fill-on-demand ones.
         unsafe {
@@ -286,6 +381,29 @@ mod tests {
         ram.discard_all();
         assert!(ram.resident_bytes() < 256 * PAGE_SIZE);
         assert_eq!(ram.load::<u8>(BASE), Some(0), "discarded pages read as zero");
+    }
+
+    #[derive(Default)]
+    struct Seen(std::sync::Mutex<Vec<(u64, u64)>>);
+    impl CodeObserver for Seen {
+        fn code_overwritten(&self, page_addr: u64, harts: u64) {
+            self.0.lock().unwrap().push((page_addr, harts));
+        }
+    }
+
+    #[test]
+    fn writes_to_code_pages_tell_the_harts_that_decoded_them() {
+        let ram = GuestRam::new(BASE, 1 << 20).unwrap();
+        let seen = Arc::new(Seen::default());
+        ram.set_code_observer(seen.clone());
+        ram.mark_code(BASE + 0x3000, 0);
+        ram.mark_code(BASE + 0x3000, 2);
+        assert_eq!(ram.code_flags()[3].load(Ordering::SeqCst), 1);
+        assert!(!ram.note_write(BASE + 0x1000, 0x2000), "pages 1 and 2 hold no code");
+        ram.write_slice(BASE + 0x2ffe, &[1, 2, 3, 4]).unwrap();
+        assert_eq!(*seen.0.lock().unwrap(), vec![(BASE + 0x3000, 0b101)]);
+        assert_eq!(ram.code_flags()[3].load(Ordering::SeqCst), 0, "told once, then clean");
+        assert!(!ram.note_write(BASE + 0x3000, 8));
     }
 
     #[test]

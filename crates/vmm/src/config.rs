@@ -7,6 +7,27 @@
 //! initrd = "initrd.img"
 //! cmdline = "console=ttyS0 panic=-1"
 //! firmware = "sbi"                   # "sbi", "none", or a path to M-mode firmware
+//! rng = true                         # a virtio entropy device
+//!
+//! [[disk]]                           # virtio-blk disks, in order: /dev/vda, /dev/vdb, ...
+//! path = "rootfs.qcow2"
+//! read_only = false
+//! format = "qcow2"                   # "raw" or "qcow2"; detected when absent
+//! serial = "disk0"
+//! rate_limit = { bandwidth = { size = 10485760, refill_time_ms = 1000 } }
+//!
+//! [[net]]                            # virtio-net interfaces on host TAP devices
+//! tap = "tap0"
+//! mac = "02:6b:6c:00:00:01"          # generated (stable per VM and TAP) when absent
+//!
+//! [vsock]                            # virtio-vsock, Firecracker's Unix-socket conventions
+//! cid = 3
+//! uds = "v.sock"
+//!
+//! [balloon]                          # virtio-balloon
+//! target = 0                         # MiB the balloon holds
+//! stats_interval = 1                 # seconds; 0 = no statistics
+//! free_page_reporting = true
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -14,7 +35,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
-use keel_machine::Firmware;
+use keel_devices::virtio::config::{
+    BalloonConfig, BlockConfig, DiskFormat, NetConfig, RateLimitConfig, VsockConfig,
+};
+use keel_machine::{Firmware, VirtioConfig};
 
 /// Keys of a VM file; every one is optional and unknown keys are errors.
 #[derive(Debug, Default, Clone, Deserialize, PartialEq)]
@@ -27,6 +51,55 @@ pub struct VmFile {
     pub initrd: Option<PathBuf>,
     pub cmdline: Option<String>,
     pub firmware: Option<String>,
+    /// An entropy device (virtio-rng): the guest's /dev/hwrng reads the host's getrandom.
+    pub rng: Option<bool>,
+    #[serde(default)]
+    pub disk: Vec<DiskEntry>,
+    #[serde(default)]
+    pub net: Vec<NetEntry>,
+    pub vsock: Option<VsockEntry>,
+    pub balloon: Option<BalloonEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DiskEntry {
+    pub path: PathBuf,
+    #[serde(default)]
+    pub read_only: bool,
+    pub format: Option<DiskFormat>,
+    pub serial: Option<String>,
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NetEntry {
+    pub tap: String,
+    pub mac: Option<String>,
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VsockEntry {
+    pub cid: u64,
+    pub uds: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BalloonEntry {
+    /// MiB.
+    #[serde(default)]
+    pub target: u64,
+    /// Seconds.
+    #[serde(default)]
+    pub stats_interval: u64,
+    #[serde(default)]
+    pub free_page_reporting: bool,
 }
 
 #[derive(Debug, Error)]
@@ -46,7 +119,9 @@ impl VmFile {
             .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let mut vm = VmFile::parse(&text, path)?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut vm.kernel, &mut vm.initrd].into_iter().flatten() {
+        let disks = vm.disk.iter_mut().map(|d| &mut d.path);
+        let vsock = vm.vsock.iter_mut().map(|v| &mut v.uds);
+        for p in [&mut vm.kernel, &mut vm.initrd].into_iter().flatten().chain(disks).chain(vsock) {
             if p.is_relative() {
                 *p = dir.join(&*p);
             }
@@ -90,15 +165,52 @@ impl VmFile {
                 )));
             }
         }
+        for (i, n) in self.net.iter().enumerate() {
+            if let Some(mac) = &n.mac {
+                if parse_mac(mac).is_none() {
+                    return Err(invalid(format!(
+                        "net[{i}].mac = {mac:?} is not a MAC address (six hex bytes, like 02:6b:6c:00:00:01)"
+                    )));
+                }
+            }
+            if n.tap.is_empty() || n.tap.len() > 15 {
+                return Err(invalid(format!(
+                    "net[{i}].tap = {:?}: a TAP device name has 1 to 15 characters",
+                    n.tap
+                )));
+            }
+        }
+        for (i, d) in self.disk.iter().enumerate() {
+            if d.serial.as_ref().is_some_and(|s| s.len() > 20) {
+                return Err(invalid(format!(
+                    "disk[{i}].serial: at most 20 bytes (virtio-blk's ID field)"
+                )));
+            }
+        }
+        if let Some(v) = &self.vsock {
+            if v.cid < 3 || v.cid > u32::MAX as u64 - 1 {
+                return Err(invalid(format!(
+                    "vsock.cid = {}: guest CIDs are 3 to 4294967294 (0-2 are reserved)",
+                    v.cid
+                )));
+            }
+        }
+        if let (Some(b), Some(m)) = (&self.balloon, self.memory) {
+            if b.target > m {
+                return Err(invalid(format!(
+                    "balloon.target = {} MiB is more than memory = {m} MiB",
+                    b.target
+                )));
+            }
+        }
         if self.vcpus == Some(0) {
             return Err(invalid("vcpus = 0: a VM needs at least one vCPU".into()));
         }
-        if let Some(n) = self.vcpus {
-            if n > 1 {
-                return Err(invalid(format!(
-                    "vcpus = {n}: this version of keel runs guests on one vCPU; multiprocessor guests are not implemented yet"
-                )));
-            }
+        if let Some(n) = self.vcpus.filter(|&n| n > keel_machine::board::MAX_VCPUS) {
+            return Err(invalid(format!(
+                "vcpus = {n}: keel runs at most {} vCPUs per VM",
+                keel_machine::board::MAX_VCPUS
+            )));
         }
         Ok(())
     }
@@ -108,7 +220,55 @@ impl VmFile {
         macro_rules! over {
             ($($f:ident),*) => {$( if other.$f.is_some() { self.$f = other.$f; } )*};
         }
-        over!(vcpus, memory, kernel, initrd, cmdline, firmware);
+        over!(vcpus, memory, kernel, initrd, cmdline, firmware, rng, vsock, balloon);
+        // Devices given on the command line come after the file's.
+        self.disk.extend(other.disk);
+        self.net.extend(other.net);
+    }
+
+    /// The virtio devices the file describes, in the order they get slots: disks first (so
+    /// the first is /dev/vda), then network, entropy, vsock and balloon. `identity` names the
+    /// VM; generated MAC addresses derive from it, so they stay the same for the same VM.
+    pub fn virtio(&self, identity: &str) -> Vec<VirtioConfig> {
+        let mut devices = Vec::new();
+        for d in &self.disk {
+            devices.push(VirtioConfig::Block(BlockConfig {
+                path: d.path.clone(),
+                read_only: d.read_only,
+                format: d.format,
+                serial: d.serial.clone(),
+                rate_limit: d.rate_limit,
+            }));
+        }
+        for n in &self.net {
+            let mac = n
+                .mac
+                .as_deref()
+                .and_then(parse_mac)
+                .unwrap_or_else(|| generated_mac(identity, &n.tap));
+            devices.push(VirtioConfig::Net(NetConfig {
+                tap: n.tap.clone(),
+                mac,
+                rate_limit: n.rate_limit,
+            }));
+        }
+        if self.rng == Some(true) {
+            devices.push(VirtioConfig::Rng);
+        }
+        if let Some(v) = &self.vsock {
+            devices.push(VirtioConfig::Vsock(VsockConfig {
+                guest_cid: v.cid,
+                uds_path: v.uds.clone(),
+            }));
+        }
+        if let Some(b) = &self.balloon {
+            devices.push(VirtioConfig::Balloon(BalloonConfig {
+                target_mib: b.target,
+                stats_interval_s: b.stats_interval,
+                free_page_reporting: b.free_page_reporting,
+            }));
+        }
+        devices
     }
 
     pub fn firmware(&self) -> Firmware {
@@ -118,6 +278,31 @@ impl VmFile {
             Some(path) => Firmware::Path(PathBuf::from(path)),
         }
     }
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in mac.iter_mut() {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// A locally administered unicast MAC (02:6b:6c = "kl") whose last three bytes hash the VM's
+/// identity and the TAP device, so a VM keeps its address across runs.
+pub fn generated_mac(identity: &str, tap: &str) -> [u8; 6] {
+    // FNV-1a: stable across Rust versions, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in identity.bytes().chain([0]).chain(tap.bytes()) {
+        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    [0x02, 0x6b, 0x6c, (h >> 16) as u8, (h >> 8) as u8, h as u8]
 }
 
 #[cfg(test)]
@@ -164,6 +349,53 @@ mod tests {
         vm.merge(VmFile { memory: Some(128), ..Default::default() });
         assert_eq!(vm.memory, Some(128));
         assert_eq!(vm.cmdline.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn device_sections_become_devices_in_slot_order() {
+        let vm = parse(
+            "rng = true\n[[net]]\ntap = \"tap0\"\n[[disk]]\npath = \"/d0\"\nread_only = true\n\
+             [[disk]]\npath = \"/d1\"\nformat = \"qcow2\"\nrate_limit = { ops = { size = 10, refill_time_ms = 1000 } }\n\
+             [vsock]\ncid = 7\nuds = \"/v.sock\"\n[balloon]\ntarget = 16\n",
+        )
+        .unwrap();
+        let devices = vm.virtio("vm-a");
+        let kinds: Vec<&str> = devices
+            .iter()
+            .map(|d| match d {
+                VirtioConfig::Block(_) => "blk",
+                VirtioConfig::Net(_) => "net",
+                VirtioConfig::Rng => "rng",
+                VirtioConfig::Vsock(_) => "vsock",
+                VirtioConfig::Balloon(_) => "balloon",
+            })
+            .collect();
+        assert_eq!(kinds, ["blk", "blk", "net", "rng", "vsock", "balloon"]);
+        let VirtioConfig::Block(d1) = &devices[1] else { unreachable!() };
+        assert_eq!(d1.format, Some(DiskFormat::Qcow2));
+        assert_eq!(d1.rate_limit.ops.unwrap().size, 10);
+    }
+
+    #[test]
+    fn generated_macs_are_stable_local_unicast_and_per_vm() {
+        let a = generated_mac("vm-a", "tap0");
+        assert_eq!(a, generated_mac("vm-a", "tap0"));
+        assert_ne!(a, generated_mac("vm-b", "tap0"));
+        assert_ne!(a, generated_mac("vm-a", "tap1"));
+        assert_eq!(a[0] & 3, 2, "locally administered, unicast");
+        assert_eq!(parse_mac("02:6b:6c:00:00:01"), Some([2, 0x6b, 0x6c, 0, 0, 1]));
+        assert_eq!(parse_mac("02:6b:6c:00:00"), None);
+        assert_eq!(parse_mac("zz:6b:6c:00:00:01"), None);
+    }
+
+    #[test]
+    fn bad_device_values_are_refused_by_name() {
+        let e = parse("[[net]]\ntap = \"tap0\"\nmac = \"nope\"\n").unwrap_err().to_string();
+        assert!(e.contains("net[0].mac"), "{e}");
+        let e = parse("[vsock]\ncid = 2\nuds = \"/v\"\n").unwrap_err().to_string();
+        assert!(e.contains("vsock.cid"), "{e}");
+        let e = parse("[[disk]]\npath = \"/d\"\nreadonly = true\n").unwrap_err().to_string();
+        assert!(e.starts_with("vm.toml:3:") && e.contains("readonly"), "{e}");
     }
 
     #[test]

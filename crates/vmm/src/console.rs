@@ -6,9 +6,13 @@ use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use keel_devices::Uart;
 use keel_machine::ConsoleSink;
+
+/// Host input queued for the guest beyond which keel stops reading stdin.
+const INPUT_QUEUE_LIMIT: usize = 64 * 1024;
 
 /// The escape key: Ctrl-A, as in QEMU. Ctrl-A X quits, Ctrl-A Ctrl-A sends one Ctrl-A.
 pub const ESCAPE: u8 = 0x01;
@@ -228,10 +232,28 @@ impl Console {
                         out.push(b);
                     }
                 }
-                let mut t = target.lock().unwrap_or_else(|e| e.into_inner());
-                match &t.uart {
-                    Some(uart) => uart.push_input(&out),
-                    None => t.pending.extend(out),
+                // Back-pressure: don't read more from stdin while the guest hasn't taken
+                // what is queued (a pipe or file can produce far faster than a UART drains).
+                loop {
+                    let uart = target.lock().unwrap_or_else(|e| e.into_inner()).uart.clone();
+                    match uart {
+                        Some(u)
+                            if u.wait_for_room(INPUT_QUEUE_LIMIT, Duration::from_millis(200)) =>
+                        {
+                            u.push_input(&out);
+                            break;
+                        }
+                        Some(_) => continue,
+                        None => {
+                            let mut t = target.lock().unwrap_or_else(|e| e.into_inner());
+                            if t.pending.len() < INPUT_QUEUE_LIMIT {
+                                t.pending.extend(out);
+                                break;
+                            }
+                            drop(t);
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                    }
                 }
             }
         });

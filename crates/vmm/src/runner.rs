@@ -95,5 +95,12 @@ fn run_vcpus<V: Vcpu + 'static>(machine: &Machine, vcpus: Vec<V>) -> Result<Vcpu
             return Err(RunError::Crashed("a vCPU thread panicked".into()));
         }
     }
+    if std::env::var_os("KEEL_STATS").is_some() {
+        for t in &machine.virtio {
+            if let Ok(balloon) = keel_devices::virtio::balloon::status(t) {
+                eprintln!("keel: balloon: {balloon}");
+            }
+        }
+    }
     Ok(first)
 }

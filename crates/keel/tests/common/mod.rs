@@ -40,12 +40,13 @@ pub fn image() -> &'static (PathBuf, PathBuf) {
 
 /// Runs `cmd` with stdin from /dev/null, failing the test if it takes longer than `limit`.
 pub fn run_with_deadline(cmd: &mut Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start keel");
+    run_with_stdin(cmd, Stdio::null(), limit)
+}
+
+/// Runs `cmd` with the given stdin, failing the test if it takes longer than `limit`.
+pub fn run_with_stdin(cmd: &mut Command, stdin: Stdio, limit: Duration) -> Output {
+    let mut child =
+        cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start keel");
     // Drain the pipes on threads so a chatty guest can't block on a full pipe.
     let mut stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
