@@ -51,6 +51,15 @@ enum ImageCommand {
         #[arg(long)]
         cache_dir: Option<PathBuf>,
     },
+    /// Make a root disk for one VM from the image's ext4 template (boot it with
+    /// `root=/dev/vda`); its files then persist across the VM's boots.
+    Rootfs {
+        /// Where to write the new disk image.
+        dest: PathBuf,
+        /// raw: a sparse copy; qcow2: an overlay sharing the template.
+        #[arg(long, value_enum, default_value = "raw")]
+        format: image::RootfsFormat,
+    },
 }
 
 fn main() -> ExitCode {
@@ -59,6 +68,9 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Image { command: ImageCommand::Pull { force, cache_dir } } => {
             image::pull(cache_dir, force).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Image { command: ImageCommand::Rootfs { dest, format } } => {
+            image::rootfs(&dest, format).map(|_| ExitCode::SUCCESS)
         }
         Command::Bench { command } => bench::bench(command),
     };

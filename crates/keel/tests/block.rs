@@ -149,6 +149,46 @@ fn an_ext4_file_survives_power_off_and_a_second_boot() {
 }
 
 #[test]
+fn a_root_disk_made_from_the_image_keeps_files_across_boots() {
+    let template = image().0.parent().unwrap().join("rootfs.ext4");
+    let template_md5 = md5(&std::fs::read(&template).unwrap());
+    for format in ["raw", "qcow2"] {
+        let dir = scratch(&format!("rootfs-{format}"));
+        let disk = dir.join(format!("root.{format}"));
+        let mut make = keel();
+        make.args(["image", "rootfs", disk.to_str().unwrap(), "--format", format]);
+        let made = run_with_deadline(&mut make, DEADLINE);
+        assert!(made.status.success(), "keel image rootfs: {}", stderr(&made));
+        let again = run_with_deadline(&mut make, DEADLINE);
+        assert!(!again.status.success(), "an existing disk is never overwritten");
+        assert!(stderr(&again).contains("already exists"), "{}", stderr(&again));
+
+        let vm = dir.join("vm.toml");
+        std::fs::write(
+            &vm,
+            format!(
+                "cmdline = \"console=ttyS0 root=/dev/vda\"\n\
+                 [[disk]]\npath = \"root.{format}\"\nformat = \"{format}\"\n"
+            ),
+        )
+        .unwrap();
+        let first = run_ok(&vm, "grep ' / ' /proc/mounts; date > /root/first-boot; echo ok");
+        assert!(first.contains("/dev/vda / ext4 rw"), "root is the disk: {first}");
+        let second = run_ok(&vm, "cat /root/first-boot >/dev/null && echo kept");
+        assert!(second.contains("kept"), "{format}: the file from the first boot: {second}");
+        if format == "raw" {
+            let fsck = host(&tool("e2fsck", "e2fsprogs"), &["-fn", disk.to_str().unwrap()]);
+            assert!(fsck.status.success(), "{}", String::from_utf8_lossy(&fsck.stdout));
+        }
+        assert_eq!(
+            md5(&std::fs::read(&template).unwrap()),
+            template_md5,
+            "the template under every VM's disk is never written"
+        );
+    }
+}
+
+#[test]
 fn data_crosses_intact_in_both_directions() {
     let dir = scratch("integrity");
     let disk = dir.join("raw.img");
