@@ -1,0 +1,132 @@
+//! The JSON bodies of the API, as the contract and `openapi.yaml` describe them.
+//!
+//! Requests refuse unknown fields so that a typo (`"ammount_mib"`) is a 400 naming the field
+//! instead of a silently ignored setting. Every type derives both `Serialize` and
+//! `Deserialize` so that a client (the `keel` CLI) can reuse them.
+
+use serde::{Deserialize, Serialize};
+
+/// The VM's run state as `GET /` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VmState {
+    /// The VMM is up but has not been sent `InstanceStart` yet.
+    #[serde(rename = "Not started")]
+    NotStarted,
+    Running,
+    Paused,
+}
+
+/// `GET /` → 200.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceInfo {
+    /// The VM's name.
+    pub id: String,
+    pub state: VmState,
+    pub vmm_version: String,
+    pub app_name: String,
+    /// The VMM process id.
+    pub pid: u32,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    /// Seconds since the guest was started; `null` before `InstanceStart`.
+    pub uptime_s: Option<f64>,
+}
+
+/// The `action_type` of `PUT /actions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ActionType {
+    InstanceStart,
+    SendCtrlAltDel,
+    Stop,
+    Reset,
+    FlushMetrics,
+}
+
+/// `PUT /actions` request body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    pub action_type: ActionType,
+    /// How long `Stop` waits for the guest to power off before stopping it by force.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// An optional field may be left out but not be `null`: the document says it is an integer.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// How long `Stop` waits when the request names no `timeout_ms`.
+pub const DEFAULT_STOP_TIMEOUT_MS: u64 = 10_000;
+
+/// The state asked for by `PATCH /vm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestedState {
+    Paused,
+    Resumed,
+}
+
+/// `PATCH /vm` request body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmStateRequest {
+    pub state: RequestedState,
+}
+
+/// `GET /balloon` → 200, and the `PUT /balloon` request body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BalloonConfig {
+    /// Target size of the balloon: memory taken away from the guest.
+    pub amount_mib: u32,
+    pub deflate_on_oom: bool,
+    pub stats_polling_interval_s: u32,
+}
+
+/// `PATCH /balloon` request body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BalloonUpdate {
+    pub amount_mib: u32,
+}
+
+/// `GET /balloon/statistics` → 200. The optional fields are omitted until the guest has
+/// reported them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalloonStatistics {
+    pub target_pages: u64,
+    pub actual_pages: u64,
+    pub target_mib: u64,
+    pub actual_mib: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap_in: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap_out: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub major_faults: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minor_faults: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_memory: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_memory: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_memory: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_caches: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hugetlb_allocations: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hugetlb_failures: Option<u64>,
+}
+
+/// The body of every 4xx/5xx response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub fault_message: String,
+}
