@@ -1,5 +1,6 @@
 #!/bin/sh
 # Runs keel's tests: the README's test command, and what CI runs.
+# Then it fuzzes the REST API against its OpenAPI document (scripts/fuzz-api.sh).
 # It installs what the tests need first: Debian's RISC-V cross compiler and C library (the
 # ISA tests are assembled, and the vsock tests' guest program compiled, at test time) and
 # OpenSBI (a test boots Linux through it), then fetches the default guest image (the
@@ -16,6 +17,10 @@ command -v riscv64-linux-gnu-gcc >/dev/null 2>&1 || need="$need gcc-riscv64-linu
 command -v qemu-img >/dev/null 2>&1 || need="$need qemu-utils"
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v mkfs.ext4 >/dev/null 2>&1 || [ -x /sbin/mkfs.ext4 ] || need="$need e2fsprogs"
+# The API fuzzing (scripts/fuzz-api.sh): schemathesis from PyPI in a venv, a TCP bridge.
+command -v socat >/dev/null 2>&1 || need="$need socat"
+command -v curl >/dev/null 2>&1 || need="$need curl"
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need="$need python3-venv"
 if [ -n "$need" ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -26,3 +31,4 @@ fi
 
 cargo run --release -q -p keel -- image pull
 cargo test --workspace --release "$@"
+scripts/fuzz-api.sh

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::block::{BlockCache, Lookup};
 use crate::consts::cause;
 use crate::hart::{Hart, Stop, SLICE};
+use crate::stats::SbiExtension;
 
 /// Why [`Cpu::run`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +46,15 @@ impl Cpu {
         self.cache.clear();
     }
 
-    /// Runs until something needs the machine's attention.
+    /// Runs until something needs the machine's attention. The hart's statistics are
+    /// published (see [`crate::HartSignals::stats`]) whenever this returns.
     pub fn run(&mut self) -> Exit {
+        let exit = self.run_until_exit();
+        self.hart.publish_stats();
+        exit
+    }
+
+    fn run_until_exit(&mut self) -> Exit {
         // The block that just ran to its end, whose links may name the next one.
         let mut prev: Option<u32> = None;
         loop {
@@ -112,12 +120,15 @@ impl Cpu {
                 None
             }
             Stop::Sbi => {
-                self.hart.pc = pc;
-                self.hart.stats.sbi_calls += 1;
+                let hart = &mut self.hart;
+                hart.pc = pc;
+                hart.stats.sbi_calls += 1;
+                hart.stats.sbi_by_extension[SbiExtension::from_eid(hart.x[17]) as usize] += 1;
                 Some(Exit::Sbi)
             }
             Stop::Wfi => {
                 self.hart.instret += 1;
+                self.hart.stats.wfi += 1;
                 self.wait_for_interrupt()
             }
             Stop::None => None,
@@ -129,6 +140,7 @@ impl Cpu {
     fn service(&mut self) -> Option<Exit> {
         let hart = &mut self.hart;
         hart.budget = SLICE;
+        hart.maybe_publish_stats();
         if hart.flush_jump_cache {
             hart.flush_jump_cache = false;
             hart.fenced_pages.clear();
@@ -167,6 +179,8 @@ impl Cpu {
             let hz = self.hart.bus.timebase_hz().max(1);
             let ticks = deadline.saturating_sub(now);
             let nanos = (ticks as u128 * 1_000_000_000 / hz as u128).min(1_000_000_000) as u64;
+            // Nothing changes while the hart sleeps: let readers see where it stands.
+            self.hart.publish_stats();
             let t = std::time::Instant::now();
             self.hart.signals.sleep(Duration::from_nanos(nanos.max(1)));
             self.hart.stats.sleeps += 1;

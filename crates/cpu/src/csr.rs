@@ -195,7 +195,12 @@ impl Hart {
             // instruction must read exactly `value`.
             MINSTRET => {
                 let delta = self.cycles().wrapping_sub(self.retired());
-                self.instret = value.wrapping_sub(self.insn_in_block + 1);
+                let instret = value.wrapping_sub(self.insn_in_block + 1);
+                // The statistics keep counting what really retired.
+                self.instret_offset =
+                    self.instret_offset.wrapping_add(self.instret.wrapping_sub(instret));
+                self.published_at = instret;
+                self.instret = instret;
                 self.csr.cycle_delta = delta;
             }
             MHPMCOUNTER3..=MHPMCOUNTER31 => {}

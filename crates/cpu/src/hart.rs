@@ -8,6 +8,7 @@ use keel_memory::GuestRam;
 use crate::bus::Bus;
 use crate::consts::{cause, csr as csrno, irq, status, MENVCFG_STCE};
 use crate::signals::HartSignals;
+use crate::stats::HartStats;
 use crate::tlb::{Tlb, MODE_M, MODE_S, MODE_S_SUM, MODE_U};
 
 /// Privilege modes (privileged spec §1.2). The numbers are the architectural encodings.
@@ -78,29 +79,6 @@ pub(crate) struct Csrs {
     pub cycle_delta: u64,
 }
 
-/// Counters of what a hart did, for metrics and tuning. Only slow paths count.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HartStats {
-    /// Exceptions taken (page faults, ecalls, ...).
-    pub exceptions: u64,
-    /// Interrupts taken.
-    pub interrupts: u64,
-    /// Calls into the hypervisor (SBI).
-    pub sbi_calls: u64,
-    /// Times the hart slept in WFI, and for how long in total.
-    pub sleeps: u64,
-    pub slept_ns: u64,
-    /// Blocks decoded and page-table walks done.
-    pub blocks_decoded: u64,
-    pub page_walks: u64,
-    /// Jump-cache lookups that missed, and pages of decoded code dropped after a write.
-    pub block_lookups_missed: u64,
-    pub code_pages_invalidated: u64,
-    /// TLB flushes: whole (satp writes, SFENCE.VMA without address) and by address.
-    pub tlb_flushes: u64,
-    pub tlb_address_flushes: u64,
-}
-
 /// `satp` MODE values (privileged spec §4.1.11, table 4.4).
 pub const SATP_SV39: u64 = 8;
 pub const SATP_SV48: u64 = 9;
@@ -108,6 +86,10 @@ pub const SATP_SV57: u64 = 10;
 
 /// Instructions executed between two looks at the clock and the interrupt wires.
 pub(crate) const SLICE: i64 = 4096;
+
+/// Instructions retired between two publications of the hart's statistics: a few
+/// milliseconds' worth, so readers see fresh numbers and the hart hardly notices.
+pub(crate) const PUBLISH_INTERVAL: u64 = 1 << 18;
 
 /// One RISC-V hart.
 pub struct Hart {
@@ -149,7 +131,12 @@ pub struct Hart {
     pub(crate) hartid: u64,
     /// No M-mode firmware: keel answers S-mode `ecall`s itself (SBI).
     pub(crate) sbi_mode: bool,
+    /// Slow-path counters (`stats.instructions` is filled in from `instret` when published).
     pub(crate) stats: HartStats,
+    /// Instructions retired before `instret` last restarted (hart reset, `minstret` write).
+    pub(crate) instret_offset: u64,
+    /// Instructions retired when the statistics were last published.
+    pub(crate) published_at: u64,
     /// The widest `satp` mode the hart accepts (8 = Sv39, 9 = Sv48, 10 = Sv57).
     pub(crate) max_satp_mode: u64,
 }
@@ -186,6 +173,8 @@ impl Hart {
             hartid,
             sbi_mode: false,
             stats: HartStats::default(),
+            instret_offset: 0,
+            published_at: 0,
             max_satp_mode: SATP_SV57,
         };
         hart.reset(0, Privilege::Machine, false);
@@ -218,6 +207,7 @@ impl Hart {
         self.prv = prv;
         self.stop = Stop::None;
         self.reservation = None;
+        self.instret_offset = self.instret_offset.wrapping_add(self.instret);
         self.instret = 0;
         self.tlb.flush_all();
         self.flush_jump_cache = true;
@@ -270,8 +260,24 @@ impl Hart {
         self.instret
     }
 
+    /// What the hart did since it was built (see also [`HartSignals::stats`], the same numbers
+    /// as last published, for other threads).
     pub fn stats(&self) -> HartStats {
-        self.stats
+        HartStats { instructions: self.instret_offset.wrapping_add(self.instret), ..self.stats }
+    }
+
+    /// Makes the current statistics visible to other threads through the hart's signals.
+    pub(crate) fn publish_stats(&mut self) {
+        self.published_at = self.instret;
+        self.signals.publish_stats(&self.stats());
+    }
+
+    /// Publishes the statistics if enough instructions retired since the last time.
+    #[inline]
+    pub(crate) fn maybe_publish_stats(&mut self) {
+        if self.instret.wrapping_sub(self.published_at) >= PUBLISH_INTERVAL {
+            self.publish_stats();
+        }
     }
 
     pub fn signals(&self) -> &Arc<HartSignals> {
@@ -330,6 +336,7 @@ impl Hart {
     pub(crate) fn poll_inputs(&mut self) {
         if self.signals.take_ipi() {
             self.csr.mip_sw |= irq::SSIP;
+            self.stats.interrupts_signalled += 1;
         }
         let now = self.bus.time();
         let lines = self.signals.lines();
@@ -343,6 +350,7 @@ impl Hart {
                 hw |= irq::STIP;
             }
         }
+        self.stats.interrupts_signalled += (hw & !self.csr.mip_hw).count_ones() as u64;
         self.csr.mip_hw = hw;
     }
 

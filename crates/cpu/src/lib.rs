@@ -24,9 +24,11 @@ mod hart;
 mod mmu;
 mod op;
 mod signals;
+mod stats;
 mod tlb;
 
 pub use bus::Bus;
 pub use cpu::{Cpu, Exit};
-pub use hart::{Hart, HartStats, Privilege, SATP_SV39, SATP_SV48, SATP_SV57};
+pub use hart::{Hart, Privilege, SATP_SV39, SATP_SV48, SATP_SV57};
 pub use signals::HartSignals;
+pub use stats::{HartStats, SbiExtension, SBI_EXTENSIONS};

@@ -171,6 +171,7 @@ impl Hart {
                 return Some(v);
             }
         }
+        self.stats.mmio_accesses += 1;
         match self.bus.read(self.hartid as usize, paddr, size as u8) {
             Some(v) => Some(T::from_u64(v)),
             None => {
@@ -210,6 +211,7 @@ impl Hart {
             self.note_code_write(paddr, size);
             return true;
         }
+        self.stats.mmio_accesses += 1;
         if self.bus.write(self.hartid as usize, paddr, size as u8, value.to_u64()) {
             true
         } else {

@@ -1,12 +1,14 @@
 //! Inputs a hart receives from other threads: interrupt wires, the CLINT's `mtimecmp`, and
 //! requests from the VMM. Devices write here from any thread; the hart polls at block
-//! boundaries and sleeps here while it waits for an interrupt (WFI).
+//! boundaries and sleeps here while it waits for an interrupt (WFI). The hart also publishes
+//! its statistics here, for the VMM to read while it runs.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use crate::consts::irq;
+use crate::stats::{HartStats, PublishedStats};
 
 #[derive(Default)]
 pub struct HartSignals {
@@ -30,6 +32,8 @@ pub struct HartSignals {
     has_overwritten_code: AtomicBool,
     sleep_lock: Mutex<()>,
     wakeup: Condvar,
+    /// What the hart did, as of its last publication.
+    stats: PublishedStats,
 }
 
 impl HartSignals {
@@ -124,6 +128,16 @@ impl HartSignals {
 
     pub fn exit_requested(&self) -> bool {
         self.exit_requested.load(Ordering::Relaxed)
+    }
+
+    /// The hart's statistics as it last published them: at most a few milliseconds old while
+    /// it runs, and final once its `run` returned.
+    pub fn stats(&self) -> HartStats {
+        self.stats.load()
+    }
+
+    pub(crate) fn publish_stats(&self, stats: &HartStats) {
+        self.stats.store(stats);
     }
 
     /// Wakes the hart if it sleeps in WFI, and makes it re-check its inputs.

@@ -32,6 +32,20 @@
 //! control, as RTS/CTS would on a real line. A guest that only polls never sees input. FCR
 //! writes, FIFO resets included, are ignored (as `vm-superio` does).
 //!
+//! # Break
+//! [`Uart::send_break`] queues a BREAK condition in line with the host input, as a host's
+//! serial line does when its sender holds the line low (what `tcsendbreak` or a terminal
+//! server's "send break" does). Per the 16550D datasheet ("Line Status Register", bit 4 and
+//! "FIFO Interrupt Mode Operation"), a break puts one zero character into the receive FIFO
+//! and BI (LSR bit 4) is revealed when that character reaches the top of the FIFO; BI is
+//! cleared by the LSR read that reports it, the zero character by the RBR read. With
+//! ELSI (IER bit 2) set, BI raises the receiver line status interrupt (IIR id 0x6, the
+//! highest priority). keel keeps the break character in front of `vm-superio`'s FIFO: a break
+//! enters only when the FIFO is empty (so it is at the top) and input after it follows into
+//! the FIFO behind it. Linux's 8250 driver reads LSR then RBR, sees BI, and on the console
+//! port treats the break and the next character as a magic SysRq key
+//! (`uart_handle_break`, `uart_prepare_sysrq_char`).
+//!
 //! # Output
 //! Bytes written to THR go to the sink given at construction; `vm-superio` writes and flushes
 //! each byte, so interactive consoles see output at once.
@@ -59,14 +73,21 @@ const LSR: u64 = 5;
 
 const IER_RDI: u8 = 0x01;
 const IER_THRI: u8 = 0x02;
+const IER_RLSI: u8 = 0x04;
 const IER_VALID: u8 = 0x0f;
 const IIR_NO_INT: u8 = 0x01;
 const IIR_THRI: u8 = 0x02;
 const IIR_RDI: u8 = 0x04;
+const IIR_RLSI: u8 = 0x06;
 /// IIR bits 7:6 say "FIFOs enabled"; Linux identifies a 16550A by them.
 const IIR_FIFO: u8 = 0xc0;
 const LCR_DLAB: u8 = 0x80;
+/// The receive FIFO's size (`vm-superio`'s, and the 16550A's).
+const FIFO_SIZE: usize = 64;
 const LSR_DR: u8 = 0x01;
+const LSR_BI: u8 = 0x10;
+const MCR: u8 = 4;
+const MCR_LOOP: u8 = 0x10;
 
 /// `vm-superio`'s interrupt hook, unused: the level is derived from registers (see above).
 struct NoTrigger;
@@ -82,6 +103,13 @@ struct Inner {
     serial: Serial<NoTrigger, NoEvents, Box<dyn Write + Send>>,
     /// Host input not yet in the FIFO.
     input: VecDeque<u8>,
+    /// Breaks queued with the input: each is the number of `input` bytes before it (in
+    /// ascending order).
+    breaks: VecDeque<usize>,
+    /// A break's zero character is at the top of the receive FIFO (ahead of `serial`'s).
+    break_char: bool,
+    /// LSR.BI: reported by the next LSR read, which clears it.
+    break_status: bool,
     /// Shadow of IER: `vm-superio` answers offset 1 with the divisor latch while DLAB is set.
     ier: u8,
     /// THRE interrupt condition (see the module docs).
@@ -96,11 +124,13 @@ impl Inner {
     }
 
     fn rx_pending(&mut self) -> bool {
-        self.ier & IER_RDI != 0 && self.serial.read(LSR as u8) & LSR_DR != 0
+        self.ier & IER_RDI != 0 && (self.break_char || self.serial.read(LSR as u8) & LSR_DR != 0)
     }
 
     fn iir_id(&mut self) -> u8 {
-        if self.rx_pending() {
+        if self.ier & IER_RLSI != 0 && self.break_status {
+            IIR_RLSI
+        } else if self.rx_pending() {
             IIR_RDI
         } else if self.ier & IER_THRI != 0 && self.thre {
             IIR_THRI
@@ -111,17 +141,41 @@ impl Inner {
 
     /// Moves queued host input into the FIFO while it has room and the guest listens.
     fn top_up(&mut self) {
-        while self.ier & IER_RDI != 0 && !self.input.is_empty() && self.serial.fifo_capacity() > 0 {
-            let n = self.input.len().min(self.serial.fifo_capacity());
+        while self.ier & IER_RDI != 0 {
+            if self.breaks.front() == Some(&0) {
+                // A break character must be at the top of the FIFO: it enters only when
+                // nothing is ahead of it. Loopback mode takes no external input, breaks
+                // included.
+                let fifo_empty = self.serial.fifo_capacity() == FIFO_SIZE;
+                let loopback = self.serial.read(MCR) & MCR_LOOP != 0;
+                if self.break_char || !fifo_empty || loopback {
+                    break;
+                }
+                self.breaks.pop_front();
+                self.break_char = true;
+                self.break_status = true;
+                continue;
+            }
+            let before_break = self.breaks.front().copied().unwrap_or(usize::MAX);
+            let n = self.input.len().min(self.serial.fifo_capacity()).min(before_break);
+            if n == 0 {
+                break;
+            }
             let chunk = &self.input.make_contiguous()[..n];
             match self.serial.enqueue_raw_bytes(chunk) {
                 Ok(k) if k > 0 => {
                     self.input.drain(..k);
+                    self.breaks.iter_mut().for_each(|b| *b -= k);
                 }
                 // Loopback mode accepts no external input: keep it queued for later.
                 _ => break,
             }
         }
+    }
+
+    /// Host input not yet taken by the guest, breaks counted as one each.
+    fn queued(&self) -> usize {
+        self.input.len() + self.breaks.len()
     }
 
     fn update_irq(&mut self, line: &dyn IrqLine) {
@@ -135,7 +189,14 @@ impl Inner {
     fn read(&mut self, offset: u64) -> u8 {
         match offset {
             RBR_THR if !self.dlab() => {
-                let b = self.serial.read(RBR_THR as u8);
+                let b = if self.break_char {
+                    // The break's character: zero, and its BI goes with it.
+                    self.break_char = false;
+                    self.break_status = false;
+                    0
+                } else {
+                    self.serial.read(RBR_THR as u8)
+                };
                 self.top_up();
                 b
             }
@@ -149,7 +210,14 @@ impl Inner {
             }
             LSR => {
                 self.top_up();
-                self.serial.read(LSR as u8)
+                let mut lsr = self.serial.read(LSR as u8);
+                if self.break_char {
+                    lsr |= LSR_DR;
+                }
+                if std::mem::take(&mut self.break_status) {
+                    lsr |= LSR_BI;
+                }
+                lsr
             }
             0..=7 => self.serial.read(offset as u8),
             _ => 0,
@@ -195,6 +263,9 @@ impl Uart {
             inner: Mutex::new(Inner {
                 serial: Serial::new(NoTrigger, out),
                 input: VecDeque::new(),
+                breaks: VecDeque::new(),
+                break_char: false,
+                break_status: false,
                 ier: 0,
                 thre: false,
                 level: false,
@@ -213,6 +284,23 @@ impl Uart {
         s.update_irq(&*self.irq);
     }
 
+    /// Queues a BREAK condition after the input queued so far (see the module docs): the
+    /// guest sees a zero character with LSR.BI when it reaches the top of the receive FIFO.
+    pub fn send_break(&self) {
+        self.send_break_then(&[]);
+    }
+
+    /// Queues a BREAK followed at once by `bytes`, with no other input between them: a
+    /// magic SysRq key on a Linux serial console (`bytes` = the key).
+    pub fn send_break_then(&self, bytes: &[u8]) {
+        let mut s = lock(&self.inner);
+        let at = s.input.len();
+        s.breaks.push_back(at);
+        s.input.extend(bytes);
+        s.top_up();
+        s.update_irq(&*self.irq);
+    }
+
     /// Waits (at most `timeout`) until fewer than `limit` bytes wait in the host-side queue,
     /// so a fast producer (a pipe, a file) can't queue without bound. Returns true if there
     /// is room.
@@ -225,10 +313,11 @@ impl Uart {
         s.input.len() < limit
     }
 
-    /// Bytes waiting for the guest, in the FIFO and in the host-side queue.
+    /// Characters waiting for the guest, in the FIFO and in the host-side queue (a break
+    /// counts as one: its zero character).
     pub fn input_backlog(&self) -> usize {
         let s = lock(&self.inner);
-        s.input.len() + (64 - s.serial.fifo_capacity())
+        s.queued() + usize::from(s.break_char) + (FIFO_SIZE - s.serial.fifo_capacity())
     }
 }
 
@@ -237,10 +326,10 @@ impl MmioDevice for Uart {
     /// low byte (as QEMU's does), so careless bare-metal code still works.
     fn read(&self, offset: u64, _size: u8) -> u64 {
         let mut s = lock(&self.inner);
-        let queued = s.input.len();
+        let queued = s.queued();
         let v = s.read(offset);
         s.update_irq(&*self.irq);
-        if s.input.len() < queued {
+        if s.queued() < queued {
             self.room.notify_all();
         }
         u64::from(v)
@@ -486,5 +575,104 @@ mod tests {
         assert_eq!(u.input_backlog(), 36);
         u.write(IER, 1, IER_RDI as u64);
         assert_eq!(drain(&u).len(), 36);
+    }
+
+    const IER_RX_AND_LINE: u64 = (IER_RDI | IER_RLSI) as u64;
+
+    #[test]
+    fn a_break_is_a_zero_character_with_bi_at_the_top_of_the_fifo() {
+        let (u, line, _) = setup();
+        u.write(IER, 1, IER_RX_AND_LINE);
+        u.push_input(b"a");
+        u.send_break_then(b"s");
+        // The break waits behind 'a': BI shows only when its character reaches the top.
+        assert_eq!(u.input_backlog(), 3);
+        assert_eq!(u.read(IIR_FCR, 1), 0xc4);
+        assert_eq!(u.read(LSR, 1) as u8 & (LSR_DR | LSR_BI), LSR_DR);
+        assert_eq!(u.read(RBR_THR, 1), b'a' as u64);
+        // Now the break is at the top: receiver line status, the highest priority.
+        assert!(line.level());
+        assert_eq!(u.read(IIR_FCR, 1), 0xc6);
+        assert_eq!(u.read(LSR, 1) as u8 & (LSR_DR | LSR_BI), LSR_DR | LSR_BI);
+        // The LSR read cleared BI; the zero character is still there to read.
+        assert_eq!(u.read(LSR, 1) as u8 & (LSR_DR | LSR_BI), LSR_DR);
+        assert_eq!(u.read(IIR_FCR, 1), 0xc4);
+        assert_eq!(u.read(RBR_THR, 1), 0);
+        assert_eq!(u.read(LSR, 1) as u8 & (LSR_DR | LSR_BI), LSR_DR);
+        assert_eq!(u.read(RBR_THR, 1), b's' as u64);
+        assert_eq!(u.read(LSR, 1) as u8 & (LSR_DR | LSR_BI), 0);
+        assert!(!line.level());
+        assert_eq!(u.input_backlog(), 0);
+    }
+
+    /// Linux's 8250 receive path (serial8250_handle_irq, serial8250_rx_chars,
+    /// serial8250_read_char and the SysRq helpers of serial_core.h), enough to see which
+    /// SysRq keys one interrupt hands to handle_sysrq.
+    fn linux_rx_interrupt(u: &Uart, sysrq_armed: &mut bool) -> (Vec<u8>, Option<u8>) {
+        let (mut chars, mut sysrq_ch) = (vec![], None);
+        let mut lsr = u.read(LSR, 1) as u8;
+        if lsr & (LSR_DR | LSR_BI) == 0 {
+            return (chars, sysrq_ch);
+        }
+        loop {
+            let ch = if lsr & LSR_DR != 0 { u.read(RBR_THR, 1) as u8 } else { 0 };
+            if lsr & LSR_BI != 0 && !*sysrq_armed {
+                *sysrq_armed = true; // uart_handle_break: the next character is the key
+            } else if *sysrq_armed && ch != 0 {
+                *sysrq_armed = false; // uart_prepare_sysrq_char: one key per interrupt
+                sysrq_ch = Some(ch);
+            } else {
+                chars.push(ch);
+            }
+            lsr = u.read(LSR, 1) as u8;
+            if lsr & (LSR_DR | LSR_BI) == 0 {
+                break;
+            }
+        }
+        (chars, sysrq_ch)
+    }
+
+    #[test]
+    fn break_then_key_is_a_sysrq_key_for_the_linux_driver() {
+        let (u, line, _) = setup();
+        u.write(IER, 1, IER_RX_AND_LINE);
+        let mut armed = false;
+        u.push_input(b"ls\r");
+        u.send_break_then(b"s");
+        assert!(line.level());
+        let (typed, key) = linux_rx_interrupt(&u, &mut armed);
+        assert_eq!((typed.as_slice(), key), (&b"ls\r"[..], Some(b's')));
+        assert!(!line.level());
+        // Keys sent one interrupt apart each arrive.
+        for k in *b"uo" {
+            u.send_break_then(&[k]);
+            assert_eq!(linux_rx_interrupt(&u, &mut armed), (vec![], Some(k)));
+        }
+        // Input after a key is ordinary input again.
+        u.send_break_then(b"o");
+        u.push_input(b"x");
+        assert_eq!(linux_rx_interrupt(&u, &mut armed), (b"x".to_vec(), Some(b'o')));
+    }
+
+    #[test]
+    fn breaks_wait_for_the_receive_interrupt_and_leave_loopback_alone() {
+        let (u, _, _) = setup();
+        u.send_break();
+        u.send_break();
+        assert_eq!(u.read(LSR, 1) as u8 & (LSR_DR | LSR_BI), 0, "no break before IER.RDI");
+        assert_eq!(u.input_backlog(), 2);
+        u.write(MCR, 1, 0x10);
+        u.write(IER, 1, IER_RDI as u64);
+        assert_eq!(u.read(LSR, 1) as u8 & (LSR_DR | LSR_BI), 0, "loopback takes no break");
+        u.write(MCR, 1, 0x08);
+        // Two breaks are two zero characters, each with BI, one after the other; without
+        // IER.ELSI there is no line status interrupt, only received data.
+        for _ in 0..2 {
+            assert_eq!(u.read(IIR_FCR, 1), 0xc4);
+            assert_eq!(u.read(LSR, 1) as u8 & (LSR_DR | LSR_BI), LSR_DR | LSR_BI);
+            assert_eq!(u.read(RBR_THR, 1), 0);
+        }
+        assert_eq!(u.read(LSR, 1) as u8 & (LSR_DR | LSR_BI), 0);
+        assert_eq!(u.input_backlog(), 0);
     }
 }

@@ -10,6 +10,7 @@ use crate::image;
 use crate::run::DEFAULT_CMDLINE;
 
 mod disk;
+mod start;
 
 #[derive(clap::Subcommand)]
 pub enum BenchCommand {
@@ -34,6 +35,13 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 256)]
         size: u64,
     },
+    /// VMs started together: time to the management API and to the guest's /init, VMM CPU
+    /// until the API answers, and VMM memory beyond guest RAM.
+    Start {
+        /// How many VMs start at once.
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+    },
 }
 
 const QEMU: &str = "qemu-system-riscv64";
@@ -54,6 +62,7 @@ pub fn bench(cmd: BenchCommand) -> Result<ExitCode> {
             (runs, vcpus, vec!["true".into()], |_, wall| Ok(wall))
         }
         BenchCommand::Disk { runs, size } => return disk::bench_disk(&image, runs, size),
+        BenchCommand::Start { count } => return start::bench_start(&image, count),
         BenchCommand::Cpu { runs } => {
             (runs, 1, vec!["sh".into(), "-c".into(), CPU_SCRIPT.into()], |out, _| {
                 guest_elapsed(out)
@@ -100,6 +109,25 @@ pub fn bench(cmd: BenchCommand) -> Result<ExitCode> {
     println!("qemu median: {q:.3} s");
     println!("ratio keel/qemu: {:.2}", k / q);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A scratch directory for one benchmark run, removed when dropped.
+pub(crate) struct Scratch(pub std::path::PathBuf);
+
+impl Scratch {
+    pub fn new(what: &str) -> Result<Scratch> {
+        let dir = std::env::temp_dir().join(format!("keel-bench-{what}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Runs `cmd` with no input; returns its stdout, or an error showing the tail of its output.

@@ -3,7 +3,9 @@
 
 mod bench;
 mod image;
+mod manage;
 mod run;
+mod vmm;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +30,11 @@ enum Command {
     /// With `-- COMMAND [ARGS...]` the guest runs COMMAND, keel prints its output and exits
     /// with its status. Without, you get the guest's console; Ctrl-A X quits.
     Run(run::RunArgs),
+    #[command(flatten)]
+    Manage(manage::ManageCommand),
+    /// The process that runs one managed VM (spawned by `keel start`; not for direct use).
+    #[command(hide = true)]
+    Vmm(vmm::VmmArgs),
     /// Manage guest images.
     Image {
         #[command(subcommand)]
@@ -66,6 +73,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Manage(command) => manage::run(command),
+        Command::Vmm(args) => vmm::run(args),
         Command::Image { command: ImageCommand::Pull { force, cache_dir } } => {
             image::pull(cache_dir, force).map(|_| ExitCode::SUCCESS)
         }

@@ -54,6 +54,24 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
+impl RunArgs {
+    /// A VM file and no overriding flags: how a managed VM (`keel vmm`) is configured.
+    pub fn for_vm_file(vmfile: PathBuf) -> RunArgs {
+        RunArgs {
+            vmfile: Some(vmfile),
+            kernel: None,
+            initrd: None,
+            cmdline: None,
+            memory: None,
+            vcpus: None,
+            firmware: None,
+            rng: false,
+            kernel_log: false,
+            command: Vec::new(),
+        }
+    }
+}
+
 /// Turns the VM file and flags into a machine configuration.
 pub fn machine_config(args: &RunArgs) -> Result<MachineConfig> {
     let mut vm = match &args.vmfile {

@@ -339,6 +339,12 @@ impl Machine {
         std::mem::take(&mut self.vcpus)
     }
 
+    /// Each hart's signals, by hart id: they stay with the machine when the vCPUs go to their
+    /// threads, and carry what the harts publish (statistics, see `crate::metrics`).
+    pub fn hart_signals(&self) -> &[Arc<HartSignals>] {
+        &self.signals
+    }
+
     /// Makes every vCPU return from `run` soon.
     pub fn stop(&self) {
         for s in &self.signals {

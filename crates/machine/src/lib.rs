@@ -8,18 +8,21 @@
 //! * [`sbi`]: keel's SBI implementation, so kernels boot without firmware.
 //! * [`power`]: the guest's power-off / reboot / exit requests.
 //! * [`vcpu`]: the vCPU interface the VMM drives, and the software vCPU behind it.
+//! * [`metrics`]: what the vCPUs and devices did, read while the machine runs.
 
 pub mod board;
 pub mod bus;
 pub mod fdt;
 pub mod hsm;
 pub mod loader;
+pub mod metrics;
 pub mod power;
 pub mod sbi;
 pub mod vcpu;
 
 pub use board::{Firmware, Machine, MachineConfig, MachineError, VirtioConfig};
-pub use keel_cpu::HartSignals;
+pub use keel_cpu::{HartSignals, HartStats, SbiExtension};
+pub use metrics::DeviceCounters;
 pub use power::{GuestExit, PowerLatch};
 pub use sbi::ConsoleSink;
 pub use vcpu::{SoftVcpu, Vcpu, VcpuExit};

@@ -24,7 +24,8 @@ pub enum VcpuExit {
 
 /// One virtual CPU.
 pub trait Vcpu: Send {
-    /// Runs guest code until the VMM must act.
+    /// Runs guest code until the VMM must act. After [`VcpuExit::Stopped`] it may be called
+    /// again: the guest goes on exactly where it was (this is how the VMM pauses a VM).
     fn run(&mut self) -> VcpuExit;
     /// Its hart id.
     fn id(&self) -> u64;
@@ -37,15 +38,23 @@ pub trait Vcpu: Send {
 }
 
 /// A vCPU run by keel's interpreter.
+///
+/// [`Vcpu::run`] may return [`VcpuExit::Stopped`] at any point the VMM asks (to pause the VM,
+/// say) and be called again to go on exactly where it stopped: the hart's state lives here,
+/// and so does an SBI remote fence the hart was still waiting on.
 pub struct SoftVcpu {
     cpu: Cpu,
     sbi: Arc<Sbi>,
     power: Arc<PowerLatch>,
+    /// Remote fences (hart, ticket) the hart's last SBI call is waiting for: the call has
+    /// returned to the guest's registers already, so the wait must finish before the guest
+    /// runs on, also after a stop.
+    awaited_fences: Vec<(usize, u64)>,
 }
 
 impl SoftVcpu {
     pub fn new(cpu: Cpu, sbi: Arc<Sbi>, power: Arc<PowerLatch>) -> SoftVcpu {
-        SoftVcpu { cpu, sbi, power }
+        SoftVcpu { cpu, sbi, power, awaited_fences: Vec::new() }
     }
 
     fn index(&self) -> usize {
@@ -82,17 +91,19 @@ impl SoftVcpu {
         }
     }
 
-    /// Waits until every (hart, ticket) fence is answered, answering fences sent to this hart
-    /// meanwhile (two harts may be fencing each other).
-    fn await_fences(&mut self, tickets: &[(usize, u64)]) -> Result<(), VcpuExit> {
+    /// Waits until every fence in `awaited_fences` is answered, answering fences sent to
+    /// this hart meanwhile (two harts may be fencing each other). A stop leaves the rest for
+    /// the next [`Vcpu::run`].
+    fn await_fences(&mut self) -> Result<(), VcpuExit> {
         let harts = self.sbi.harts().to_vec();
-        while !tickets.iter().all(|&(h, t)| harts[h].fence_done(t)) {
+        while !self.awaited_fences.iter().all(|&(h, t)| harts[h].fence_done(t)) {
             self.cpu.answer_fences();
             if let Some(exit) = self.exit_wanted() {
                 return Err(exit);
             }
             std::thread::yield_now();
         }
+        self.awaited_fences.clear();
         Ok(())
     }
 }
@@ -100,6 +111,11 @@ impl SoftVcpu {
 impl Vcpu for SoftVcpu {
     fn run(&mut self) -> VcpuExit {
         loop {
+            if !self.awaited_fences.is_empty() {
+                if let Err(exit) = self.await_fences() {
+                    return exit;
+                }
+            }
             if self.sbi.hsm().is_stopped(self.index()) {
                 if let Err(exit) = self.wait_until_started() {
                     return exit;
@@ -110,7 +126,8 @@ impl Vcpu for SoftVcpu {
                     SbiAction::Continue => {}
                     SbiAction::StopHart => {}
                     SbiAction::AwaitFences(tickets) => {
-                        if let Err(exit) = self.await_fences(&tickets) {
+                        self.awaited_fences = tickets;
+                        if let Err(exit) = self.await_fences() {
                             return exit;
                         }
                     }

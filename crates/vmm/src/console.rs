@@ -1,191 +1,227 @@
-//! The VM's console on the host: guest output to stdout, host input to the UART, the
-//! Ctrl-A X escape, and spotting a guest kernel panic in the output.
+//! The VM's console on the host: the guest's serial output goes to the console log, to every
+//! attached client and to the foreground terminal; input from stdin or any client goes to the
+//! UART. Also the Ctrl-A X escape of an interactive terminal, and the marks the VMM watches
+//! for in the output (a kernel panic, SysRq headers; see [`crate::console_out`]).
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use keel_devices::Uart;
 use keel_machine::ConsoleSink;
 
-/// Host input queued for the guest beyond which keel stops reading stdin.
+use crate::console_out::{lock, MarkState, Output};
+
+/// Host input queued for the guest beyond which writers (stdin, clients) wait.
 const INPUT_QUEUE_LIMIT: usize = 64 * 1024;
+/// How long an input writer waits before looking again whether the console was closed.
+const INPUT_RECHECK: Duration = Duration::from_millis(200);
 
 /// The escape key: Ctrl-A, as in QEMU. Ctrl-A X quits, Ctrl-A Ctrl-A sends one Ctrl-A.
 pub const ESCAPE: u8 = 0x01;
 
-const PANIC_MARK: &[u8] = b"Kernel panic - not syncing: ";
-
 /// Where input goes: the running machine's UART, or a queue while none runs (reboot).
 #[derive(Default)]
-struct InputTarget {
+struct InputState {
     uart: Option<Arc<Uart>>,
     pending: VecDeque<u8>,
+    /// The VM is gone: input is refused.
+    closed: bool,
 }
 
-/// What Ctrl-A X does to the running machine.
+#[derive(Default)]
+struct InputRouter {
+    state: Mutex<InputState>,
+    changed: Condvar,
+}
+
+impl InputRouter {
+    /// Delivers `bytes` to the guest, waiting while too much input is already queued
+    /// (back-pressure: a pipe or a client can produce far faster than a UART drains). False
+    /// if the console was closed.
+    fn send(&self, bytes: &[u8]) -> bool {
+        loop {
+            let mut t = lock(&self.state);
+            if t.closed {
+                return false;
+            }
+            match t.uart.clone() {
+                Some(u) => {
+                    drop(t);
+                    if u.wait_for_room(INPUT_QUEUE_LIMIT, INPUT_RECHECK) {
+                        u.push_input(bytes);
+                        return true;
+                    }
+                }
+                None if t.pending.len() < INPUT_QUEUE_LIMIT => {
+                    t.pending.extend(bytes);
+                    return true;
+                }
+                None => {
+                    // Until a machine takes the queue, or the console closes.
+                    let _ = self.changed.wait_timeout(t, INPUT_RECHECK);
+                }
+            }
+        }
+    }
+
+    fn set_uart(&self, uart: Option<Arc<Uart>>) {
+        let mut t = lock(&self.state);
+        if let Some(u) = &uart {
+            let queued: Vec<u8> = t.pending.drain(..).collect();
+            if !queued.is_empty() {
+                u.push_input(&queued);
+            }
+        }
+        t.uart = uart;
+        self.changed.notify_all();
+    }
+
+    fn close(&self) {
+        let mut t = lock(&self.state);
+        t.closed = true;
+        t.uart = None;
+        t.pending.clear();
+        self.changed.notify_all();
+    }
+}
+
+/// What Ctrl-A X does to the running VM.
 type QuitAction = Arc<Mutex<Option<Box<dyn Fn() + Send>>>>;
 
-/// Guest output on its way to the host: the vCPU appends, a writer thread drains. A byte-
-/// at-a-time UART would otherwise cost one host `write` per byte.
-#[derive(Default)]
-struct OutputQueue {
-    state: Mutex<(Vec<u8>, bool)>,
-    ready: Condvar,
-}
+/// A client's way to type into the console (see [`Console::attach`]). Writes wait while
+/// 64 KiB of input already wait for the guest; they fail with `BrokenPipe` once the VM is
+/// gone.
+#[derive(Clone)]
+pub struct ConsoleInput(Arc<InputRouter>);
 
-/// The vCPU's end of the queue.
-struct QueueWriter(Arc<OutputQueue>);
-
-impl Write for QueueWriter {
+impl Write for ConsoleInput {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
-        let was_empty = state.0.is_empty();
-        state.0.extend_from_slice(buf);
-        if was_empty {
-            // Only an empty queue can have the writer asleep: one wake-up per burst.
-            self.0.ready.notify_one();
+        if self.0.send(buf) {
+            Ok(buf.len())
+        } else {
+            Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the VM has ended"))
         }
-        Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        // The writer thread flushes as soon as it has written what it took.
         Ok(())
     }
 }
 
-/// Moves queued output to `out` until the queue is closed and empty.
-fn drain_output(queue: Arc<OutputQueue>, mut out: Box<dyn Write + Send>) {
-    loop {
-        let (chunk, closed) = {
-            let mut state = queue.state.lock().unwrap_or_else(|e| e.into_inner());
-            while state.0.is_empty() && !state.1 {
-                state = queue.ready.wait(state).unwrap_or_else(|e| e.into_inner());
-            }
-            (std::mem::take(&mut state.0), state.1)
-        };
-        // Output errors (a closed stdout) must not stop the guest: drop the bytes.
-        let _ = out.write_all(&chunk).and_then(|_| out.flush());
-        if closed && chunk.is_empty() {
-            return;
-        }
-    }
-}
-
+/// A VM's console (a cheap handle: clones share it). Guest output never waits for anyone:
+/// the log file and the foreground terminal are written from a thread of the console's own,
+/// and a client that falls behind is detached.
+#[derive(Clone)]
 pub struct Console {
     sink: ConsoleSink,
-    queue: Arc<OutputQueue>,
-    writer: Mutex<Option<JoinHandle<()>>>,
-    panic: Arc<Mutex<Option<String>>>,
-    input: Arc<Mutex<InputTarget>>,
+    output: Arc<Output>,
+    input: Arc<InputRouter>,
     quit: Arc<AtomicBool>,
     on_quit: QuitAction,
 }
 
-/// Passes guest output through, remembering the message of a kernel panic.
-struct PanicSpotter {
-    out: Box<dyn Write + Send>,
-    line: Vec<u8>,
-    panic: Arc<Mutex<Option<String>>>,
-}
-
-impl Write for PanicSpotter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        for &b in buf {
-            if b == b'\n' {
-                if let Some(pos) = self.line.windows(PANIC_MARK.len()).position(|w| w == PANIC_MARK)
-                {
-                    let msg = String::from_utf8_lossy(&self.line[pos + PANIC_MARK.len()..]);
-                    let mut p = self.panic.lock().unwrap_or_else(|e| e.into_inner());
-                    p.get_or_insert_with(|| msg.trim_end().to_string());
-                }
-                self.line.clear();
-            } else if self.line.len() < 1024 {
-                self.line.push(b);
-            }
-        }
-        // Output errors (a closed stdout) must not stop the guest: drop the bytes.
-        let _ = self.out.write_all(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        let _ = self.out.flush();
-        Ok(())
-    }
-}
-
 impl Console {
-    /// A console writing guest output to `out`, from a thread of its own (see
-    /// [`Console::finish`]).
+    /// A console whose output also goes to `out` (the foreground terminal, as `keel run`
+    /// does).
     pub fn new(out: Box<dyn Write + Send>) -> Console {
-        let panic = Arc::new(Mutex::new(None));
-        let queue = Arc::new(OutputQueue::default());
-        let spotter = PanicSpotter {
-            out: Box::new(QueueWriter(queue.clone())),
-            line: Vec::new(),
-            panic: panic.clone(),
-        };
-        let drained = queue.clone();
-        let writer = std::thread::Builder::new()
-            .name("keel-stdout".into())
-            .spawn(move || drain_output(drained, out))
-            .ok();
+        Console::build(Some(out))
+    }
+
+    /// A console with no foreground terminal: output goes to the log and to clients only.
+    pub fn headless() -> Console {
+        Console::build(None)
+    }
+
+    fn build(foreground: Option<Box<dyn Write + Send>>) -> Console {
+        let output = Arc::new(Output::new(foreground));
         Console {
-            sink: Arc::new(Mutex::new(Box::new(spotter))),
-            queue,
-            writer: Mutex::new(writer),
-            panic,
-            input: Arc::new(Mutex::new(InputTarget::default())),
+            sink: Arc::new(Mutex::new(Box::new(output.spotter()))),
+            output,
+            input: Arc::new(InputRouter::default()),
             quit: Arc::new(AtomicBool::new(false)),
             on_quit: Arc::new(Mutex::new(None)),
         }
     }
 
+    /// Appends the guest's output to the file at `path` (created if missing) from now on:
+    /// the VM directory's `console.log`.
+    pub fn open_log(&self, path: &Path) -> std::io::Result<()> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        self.output.set_log(file);
+        Ok(())
+    }
+
+    /// Attaches a client: the receiver gets the guest's output from now on, in batches; the
+    /// writer types into the guest. The receiver ends (disconnects) when the console finishes
+    /// or when the client falls 1024 batches behind (it is then detached so the guest never
+    /// waits for it); dropping the receiver detaches the client.
+    pub fn attach(&self) -> (Receiver<Vec<u8>>, ConsoleInput) {
+        (self.output.attach(), ConsoleInput(self.input.clone()))
+    }
+
+    /// Where the machine's devices (UART, SBI debug console) print.
     pub fn sink(&self) -> ConsoleSink {
         self.sink.clone()
     }
 
-    /// Writes out everything the guest printed and stops the writer thread. Call before the
-    /// process exits; guest output after this is dropped.
+    /// Waits until everything the guest printed so far has reached the log, the clients and
+    /// the foreground terminal.
+    pub fn flush_output(&self) {
+        self.output.flush();
+    }
+
+    /// Writes out everything the guest printed, stops the writer thread, detaches every
+    /// client and refuses input from then on. Call before the process exits; guest output
+    /// after this is dropped.
     pub fn finish(&self) {
-        {
-            let mut state = self.queue.state.lock().unwrap_or_else(|e| e.into_inner());
-            state.1 = true;
-            self.queue.ready.notify_one();
-        }
-        if let Some(t) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = t.join();
-        }
+        self.close_input();
+        self.output.finish();
     }
 
     /// The message of the kernel panic the guest printed, if any.
     pub fn panic_message(&self) -> Option<String> {
-        self.panic.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.output.marks.get().panic
     }
 
     pub fn clear_panic(&self) {
-        *self.panic.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.output.marks.update(|s| s.panic = None);
     }
 
-    /// Routes input to a (new) machine's UART; `stop` is what Ctrl-A X does to it.
-    pub fn attach(&self, uart: Arc<Uart>, stop: Box<dyn Fn() + Send>) {
-        let mut t = self.input.lock().unwrap_or_else(|e| e.into_inner());
-        let queued: Vec<u8> = t.pending.drain(..).collect();
-        if !queued.is_empty() {
-            uart.push_input(&queued);
-        }
-        t.uart = Some(uart);
-        *self.on_quit.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop);
+    /// What the output watcher has seen so far.
+    pub(crate) fn marks(&self) -> MarkState {
+        self.output.marks.get()
     }
 
-    /// Stops routing input (the machine is going away).
-    pub fn detach(&self) {
-        self.input.lock().unwrap_or_else(|e| e.into_inner()).uart = None;
+    /// Waits (at most `timeout`, less if the console closes) until `done` holds for what the
+    /// output watcher has seen.
+    pub(crate) fn wait_marks(&self, timeout: Duration, done: impl Fn(&MarkState) -> bool) -> bool {
+        self.output.marks.wait(timeout, done)
+    }
+
+    /// Routes input to a (new) machine's UART, with what was typed while none ran.
+    pub(crate) fn connect(&self, uart: Arc<Uart>) {
+        self.input.set_uart(Some(uart));
+    }
+
+    /// Stops routing input (the machine is going away); input is queued meanwhile.
+    pub(crate) fn disconnect(&self) {
+        self.input.set_uart(None);
+    }
+
+    /// The VM has ended: input is refused from now on (writers get `BrokenPipe`).
+    pub(crate) fn close_input(&self) {
+        self.input.close();
+        self.output.marks.update(|s| s.closed = true);
+    }
+
+    /// What Ctrl-A X does (the VMM's forced stop).
+    pub(crate) fn on_quit(&self, action: Box<dyn Fn() + Send>) {
+        *lock(&self.on_quit) = Some(action);
     }
 
     /// True once the user pressed Ctrl-A X.
@@ -216,9 +252,7 @@ impl Console {
                         match b {
                             b'x' | b'X' => {
                                 quit.store(true, Ordering::SeqCst);
-                                if let Some(stop) =
-                                    on_quit.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
-                                {
+                                if let Some(stop) = lock(&on_quit).as_ref() {
                                     stop();
                                 }
                                 return;
@@ -232,28 +266,8 @@ impl Console {
                         out.push(b);
                     }
                 }
-                // Back-pressure: don't read more from stdin while the guest hasn't taken
-                // what is queued (a pipe or file can produce far faster than a UART drains).
-                loop {
-                    let uart = target.lock().unwrap_or_else(|e| e.into_inner()).uart.clone();
-                    match uart {
-                        Some(u)
-                            if u.wait_for_room(INPUT_QUEUE_LIMIT, Duration::from_millis(200)) =>
-                        {
-                            u.push_input(&out);
-                            break;
-                        }
-                        Some(_) => continue,
-                        None => {
-                            let mut t = target.lock().unwrap_or_else(|e| e.into_inner());
-                            if t.pending.len() < INPUT_QUEUE_LIMIT {
-                                t.pending.extend(out);
-                                break;
-                            }
-                            drop(t);
-                            std::thread::sleep(Duration::from_millis(50));
-                        }
-                    }
+                if !target.send(&out) {
+                    return;
                 }
             }
         });
@@ -298,5 +312,91 @@ mod tests {
         let console = Console::new(Box::new(Capture::default()));
         console.sink().lock().unwrap().write_all(b"hello\n").unwrap();
         assert_eq!(console.panic_message(), None);
+    }
+
+    struct NoIrq;
+    impl keel_devices::IrqLine for NoIrq {
+        fn set_level(&self, _: bool) {}
+    }
+
+    fn received(rx: &Receiver<Vec<u8>>) -> Vec<u8> {
+        rx.try_iter().flatten().collect()
+    }
+
+    #[test]
+    fn every_client_the_log_and_the_foreground_get_the_output() {
+        let log = std::env::temp_dir().join(format!("keel-console-{}.log", std::process::id()));
+        std::fs::write(&log, b"earlier boot\n").unwrap();
+        let cap = Capture::default();
+        let console = Console::new(Box::new(cap.clone()));
+        console.open_log(&log).unwrap();
+        let (a, _) = console.attach();
+        console.sink().lock().unwrap().write_all(b"one\n").unwrap();
+        console.flush_output();
+        // A client sees output from the moment it attached.
+        let (b, _) = console.attach();
+        console.sink().lock().unwrap().write_all(b"two\n").unwrap();
+        console.flush_output();
+        assert_eq!(received(&a), b"one\ntwo\n");
+        assert_eq!(received(&b), b"two\n");
+        assert_eq!(std::fs::read(&log).unwrap(), b"earlier boot\none\ntwo\n");
+        console.finish();
+        assert_eq!(&cap.0.lock().unwrap()[..], b"one\ntwo\n");
+        assert!(a.recv().is_err(), "finishing the console detaches its clients");
+        std::fs::remove_file(&log).unwrap();
+    }
+
+    #[test]
+    fn a_client_that_falls_behind_is_detached_and_the_others_go_on() {
+        let console = Console::headless();
+        let (slow, _) = console.attach();
+        let (keen, _) = console.attach();
+        let mut got = Vec::new();
+        for i in 0..2000u32 {
+            // Each write is its own batch: the writer has handed it out before the next.
+            console.sink().lock().unwrap().write_all(&i.to_le_bytes()).unwrap();
+            console.flush_output();
+            got.extend(received(&keen));
+        }
+        let expected: Vec<u8> = (0..2000u32).flat_map(|i| i.to_le_bytes()).collect();
+        assert_eq!(got, expected, "a client that keeps up gets every byte");
+        let kept: Vec<Vec<u8>> = slow.try_iter().collect();
+        assert_eq!(kept.len(), 1024, "the slow client's queue filled up");
+        assert!(slow.try_recv().is_err() && slow.recv().is_err(), "then it was detached");
+        // Its stream has no holes: what it got is the start of the output.
+        assert_eq!(kept.concat(), expected[..4 * 1024]);
+    }
+
+    #[test]
+    fn client_input_reaches_the_uart_and_waits_across_machines() {
+        let console = Console::headless();
+        let (_, mut input) = console.attach();
+        // No machine yet (or a reboot in between): queued, then handed to the next UART.
+        input.write_all(b"early ").unwrap();
+        let uart = Arc::new(Uart::new(Arc::new(NoIrq), Box::new(std::io::sink())));
+        console.connect(uart.clone());
+        assert_eq!(uart.input_backlog(), 6);
+        input.write_all(b"typed").unwrap();
+        assert_eq!(uart.input_backlog(), 11);
+        console.disconnect();
+        input.write_all(b"!").unwrap();
+        assert_eq!(uart.input_backlog(), 11, "a machine going away gets no more input");
+        console.close_input();
+        let err = input.write_all(b"late").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
+    fn sysrq_headers_are_counted() {
+        let console = Console::headless();
+        let sink = console.sink();
+        sink.lock()
+            .unwrap()
+            .write_all(b"[ 20.5] sysrq: Emergency Sync\r\n[ 20.6] sysrq: ")
+            .unwrap();
+        assert_eq!(console.marks().sysrq, 1, "a line counts once it ends");
+        sink.lock().unwrap().write_all(b"Power Off\r\n").unwrap();
+        assert_eq!(console.marks().sysrq, 2);
+        assert!(console.wait_marks(Duration::ZERO, |m| m.sysrq == 2));
     }
 }

@@ -1,106 +1,96 @@
-//! Running a VM in the foreground: build the machine, run its vCPUs on their own threads,
-//! and turn the way it ends into an outcome (power-off, exit status, reboot, crash).
+//! Running a VM in the foreground (`keel run`): start it under a [`VmController`] and wait
+//! for the way it ends: an outcome (power-off, exit status, Ctrl-A X) or an error (a crash, a
+//! kernel panic). A guest reboot builds the machine afresh and goes on.
 
-use std::sync::mpsc;
+use std::sync::Arc;
 
-use keel_machine::{GuestExit, Machine, MachineConfig, MachineError, Vcpu, VcpuExit};
+use keel_machine::{MachineConfig, MachineError};
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
 use thiserror::Error;
 
 use crate::console::Console;
+use crate::control::{ControlError, VmController};
 
-/// How a VM run ended, when it ended normally.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a VM ended, when it ended normally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The guest powered off.
     PowerOff,
     /// The guest asked to end with this status.
     Exit(u32),
-    /// The user pressed Ctrl-A X.
+    /// The host ended it by force: Ctrl-A X in `keel run`, or the VMM's
+    /// [`VmController::kill`] (also what [`VmController::stop`] falls back to when the guest
+    /// does not power off in time).
     Quit,
 }
 
-#[derive(Debug, Error)]
+/// Why a VM could not run on, in a form that can be kept, cloned and reported (serialized as
+/// `{"kind": "crashed", "message": "the guest crashed: ..."}`).
+#[derive(Debug, Clone, Error)]
 pub enum RunError {
     #[error(transparent)]
-    Machine(#[from] MachineError),
+    Machine(Arc<MachineError>),
     #[error("the guest crashed: {0}")]
     Crashed(String),
     #[error("the guest kernel panicked: {0}")]
     KernelPanic(String),
     #[error("cannot start a vCPU thread: {0}")]
-    Thread(std::io::Error),
+    Thread(Arc<std::io::Error>),
 }
 
-/// Runs the VM until it ends. A guest reboot builds the machine afresh from `config`.
+impl From<MachineError> for RunError {
+    fn from(e: MachineError) -> RunError {
+        RunError::Machine(Arc::new(e))
+    }
+}
+
+impl RunError {
+    /// A short machine-readable name of the kind of error.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RunError::Machine(_) => "machine",
+            RunError::Crashed(_) => "crashed",
+            RunError::KernelPanic(_) => "kernel_panic",
+            RunError::Thread(_) => "thread",
+        }
+    }
+}
+
+impl Serialize for RunError {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("RunError", 2)?;
+        s.serialize_field("kind", self.kind())?;
+        s.serialize_field("message", &self.to_string())?;
+        s.end()
+    }
+}
+
+/// Runs the VM until it ends. A guest reboot builds the machine afresh from `config`; Ctrl-A X
+/// on the console's input ends it with [`Outcome::Quit`].
 pub fn run(config: &MachineConfig, console: &Console) -> Result<Outcome, RunError> {
-    loop {
-        let mut machine = Machine::build(config, console.sink())?;
-        let vcpus = machine.take_vcpus();
-        let stoppers: Vec<_> = vcpus.iter().map(|v| v.stopper()).collect();
-        console.attach(
-            machine.uart.clone(),
-            Box::new(move || stoppers.iter().for_each(|s| s.request_exit())),
-        );
-        let exit = run_vcpus(&machine, vcpus)?;
-        console.detach();
-        match exit {
-            VcpuExit::Guest(GuestExit::PowerOff) => return Ok(Outcome::PowerOff),
-            VcpuExit::Guest(GuestExit::Exit(code)) => return Ok(Outcome::Exit(code)),
-            VcpuExit::Guest(GuestExit::Reset) => {
-                // A kernel that panics with panic=-1 reboots at once: that is a death, not a
-                // reboot the user asked for.
-                if let Some(msg) = console.panic_message() {
-                    return Err(RunError::KernelPanic(msg));
-                }
-            }
-            VcpuExit::Crashed(reason) => return Err(RunError::Crashed(reason)),
-            VcpuExit::Stopped if console.quit_requested() => return Ok(Outcome::Quit),
-            VcpuExit::Stopped => {
-                return Err(RunError::Crashed("a vCPU stopped for no reason".into()))
-            }
-        }
-    }
+    let vm = VmController::new(config.clone(), console.clone());
+    vm.start().map_err(|e| match e {
+        ControlError::Start(e) => e,
+        // A new controller is always startable: nothing else can go wrong.
+        other => RunError::Crashed(other.to_string()),
+    })?;
+    vm.wait()
 }
 
-/// Runs each vCPU on its own thread; the first to stop ends the run and stops the others.
-fn run_vcpus<V: Vcpu + 'static>(machine: &Machine, vcpus: Vec<V>) -> Result<VcpuExit, RunError> {
-    let (tx, rx) = mpsc::channel();
-    let mut threads = Vec::new();
-    for mut vcpu in vcpus {
-        let tx = tx.clone();
-        let t = std::thread::Builder::new()
-            .name(format!("keel-vcpu{}", vcpu.id()))
-            .spawn(move || {
-                let start = std::time::Instant::now();
-                let exit = vcpu.run();
-                if std::env::var_os("KEEL_STATS").is_some() {
-                    eprintln!(
-                        "keel: vcpu{} ran {:.3} s, {} instructions retired, {:?}",
-                        vcpu.id(),
-                        start.elapsed().as_secs_f64(),
-                        vcpu.instructions_retired(),
-                        vcpu.stats()
-                    );
-                }
-                let _ = tx.send(exit);
-            })
-            .map_err(RunError::Thread)?;
-        threads.push(t);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::to_string;
+
+    #[test]
+    fn outcomes_and_errors_serialize_for_reports() {
+        assert_eq!(to_string(&Outcome::PowerOff).unwrap(), r#""power_off""#);
+        assert_eq!(to_string(&Outcome::Exit(3)).unwrap(), r#"{"exit":3}"#);
+        assert_eq!(
+            to_string(&RunError::KernelPanic("VFS".into())).unwrap(),
+            r#"{"kind":"kernel_panic","message":"the guest kernel panicked: VFS"}"#
+        );
     }
-    drop(tx);
-    let first = rx.recv().unwrap_or(VcpuExit::Crashed("every vCPU thread died".into()));
-    machine.stop();
-    for t in threads {
-        if t.join().is_err() {
-            return Err(RunError::Crashed("a vCPU thread panicked".into()));
-        }
-    }
-    if std::env::var_os("KEEL_STATS").is_some() {
-        for t in &machine.virtio {
-            if let Ok(balloon) = keel_devices::virtio::balloon::status(t) {
-                eprintln!("keel: balloon: {balloon}");
-            }
-        }
-    }
-    Ok(first)
 }

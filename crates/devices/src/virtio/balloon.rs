@@ -16,6 +16,7 @@ use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::timerfd::TimerFd;
 
 use super::config::BalloonConfig;
+use super::metrics::{Counter, DeviceMetrics};
 use super::mmio::MmioTransport;
 use super::{
     device_type, drain_queue, features, ActivateError, Activation, Interrupt, VirtioDevice,
@@ -279,6 +280,28 @@ pub struct Balloon {
     /// Guest RAM's size, known from the first activation.
     ram_size: Option<u64>,
     active: Option<Active>,
+    metrics: Arc<BalloonMetrics>,
+}
+
+/// What the balloon moved: 4 KiB pages listed on the inflate and deflate queues, bytes of free
+/// memory the guest reported (and keel gave back to the host), and statistics updates.
+#[derive(Debug, Default)]
+struct BalloonMetrics {
+    inflated_pages: Counter,
+    deflated_pages: Counter,
+    reported_bytes: Counter,
+    stats_updates: Counter,
+}
+
+impl DeviceMetrics for BalloonMetrics {
+    fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("inflated_pages", self.inflated_pages.get()),
+            ("deflated_pages", self.deflated_pages.get()),
+            ("reported_bytes", self.reported_bytes.get()),
+            ("stats_updates", self.stats_updates.get()),
+        ]
+    }
 }
 
 impl Balloon {
@@ -309,6 +332,7 @@ impl Balloon {
             stats: None,
             ram_size: None,
             active: None,
+            metrics: Arc::default(),
         })
     }
 
@@ -344,10 +368,13 @@ impl Balloon {
         let Some(a) = self.active.as_mut() else { return };
         let ram = &a.ram;
         let mut outside = 0;
+        let mut listed = 0;
         let notify = drain_queue(&mut a.inflate, ram, |chain| {
-            outside += discard_listed_pages(ram, chain);
+            let (l, o) = discard_listed_pages(ram, chain);
+            (listed, outside) = (listed + l, outside + o);
             Some(0)
         });
+        self.metrics.inflated_pages.add(listed);
         warn_outside(&mut a.warned, outside);
         if notify {
             a.interrupt.signal_used();
@@ -358,7 +385,14 @@ impl Balloon {
     /// Without MUST_TELL_HOST the driver may even have used them already (§5.5.6.1).
     fn deflate(&mut self) {
         let Some(a) = self.active.as_mut() else { return };
-        if drain_queue(&mut a.deflate, &a.ram, |_| Some(0)) {
+        let mut listed = 0;
+        let used = drain_queue(&mut a.deflate, &a.ram, |chain| {
+            // Le32 PFNs fill the readable part; a trailing partial one is ignored.
+            listed += chain.readable().map(|d| u64::from(d.len() / 4)).sum::<u64>();
+            Some(0)
+        });
+        self.metrics.deflated_pages.add(listed);
+        if used {
             a.interrupt.signal_used();
         }
     }
@@ -370,11 +404,15 @@ impl Balloon {
         let Some(queue) = a.reporting.as_mut() else { return };
         let ram = &a.ram;
         let mut outside = 0;
+        let metrics = &self.metrics;
         let notify = drain_queue(queue, ram, |chain| {
             // Linux posts the ranges device-writable; the device writes nothing.
             for desc in chain {
                 match whole_pages(desc.addr().0, desc.len() as u64) {
-                    Some((addr, len)) if ram.contains(addr, len) => ram.discard(addr, len),
+                    Some((addr, len)) if ram.contains(addr, len) => {
+                        ram.discard(addr, len);
+                        metrics.reported_bytes.add(len);
+                    }
                     Some(_) => outside += 1,
                     None => {}
                 }
@@ -405,6 +443,7 @@ impl Balloon {
                     entries: read_stats(ram, chain),
                     received: Instant::now(),
                 });
+                self.metrics.stats_updates.inc();
                 // The driver keeps one buffer outstanding; an extra one goes straight back.
                 if let Some(old) = sq.held.replace(head) {
                     used_any |= sq.queue.add_used(mem, old, 0).is_ok();
@@ -464,18 +503,20 @@ fn warn_outside(warned: &mut bool, outside: u64) {
 }
 
 /// Discards the pages whose PFNs (le32 each) fill the readable part of `chain`. Returns how
-/// many lay outside RAM.
+/// many PFNs were listed, and how many of them lay outside RAM.
 fn discard_listed_pages(
     ram: &GuestRam,
     chain: DescriptorChain<&keel_memory::GuestMemoryMmap>,
-) -> u64 {
+) -> (u64, u64) {
     let mut outside = 0;
+    let mut listed = 0;
     let mut bytes = [0u8; PFN_BATCH * 4];
     let mut pfns = Vec::with_capacity(PFN_BATCH);
     for desc in chain.readable() {
         let mut addr = desc.addr().0;
         // A trailing partial PFN is ignored.
         let mut left = (desc.len() & !3) as usize;
+        listed += left as u64 / 4;
         while left > 0 {
             let n = left.min(bytes.len());
             if ram.read_slice(addr, &mut bytes[..n]).is_err() {
@@ -491,7 +532,7 @@ fn discard_listed_pages(
             left -= n;
         }
     }
-    outside
+    (listed, outside)
 }
 
 /// Sorts `pfns` and calls `discard(addr, len)` once per run of contiguous pages that lie in
@@ -676,6 +717,10 @@ impl VirtioDevice for Balloon {
 
     fn as_any(&mut self) -> Option<&mut dyn std::any::Any> {
         Some(self)
+    }
+
+    fn metrics(&self) -> Option<Arc<dyn DeviceMetrics>> {
+        Some(self.metrics.clone())
     }
 }
 

@@ -446,3 +446,36 @@ fn the_vmm_sets_targets_and_reads_status_through_the_transport() {
     );
     assert_eq!(set_target(&rng, 1), Err(BalloonError::NotABalloon));
 }
+
+#[test]
+fn metrics_count_listed_pages_reported_bytes_and_statistics() {
+    let mut rig = Rig::new(&config(1, 1, true));
+    rig.activate(ALL, &[true; 4]).unwrap();
+    let metrics = rig.dev.metrics().unwrap();
+    let first = ((BASE + (4 << 20)) / BALLOON_PAGE) as u32;
+    let list: Vec<u32> = (0..10).map(|k| first + k).collect();
+    rig.ram.write_slice(DATA, &pfn_bytes(&list)).unwrap();
+    // 10 PFNs over two descriptors, plus 3 bytes of a torn PFN that doesn't count.
+    rig.offer(0, 0, &[(DATA, 24, 0), (DATA + 24, 16 + 3, 0)]);
+    rig.dev.queue_notify(0);
+    rig.offer(1, 0, &[(DATA, 12, 0)]);
+    rig.dev.queue_notify(1);
+    let block = BASE + (8 << 20);
+    rig.offer(
+        3,
+        0,
+        &[(block, 2 << 20, VRING_DESC_F_WRITE), (block + 1, 0x2000, VRING_DESC_F_WRITE)],
+    );
+    rig.dev.queue_notify(3);
+    let s = stats_buffer(&[(stat::FREE_MEMORY, 1)]);
+    rig.ram.write_slice(DATA + 0x1000, &s).unwrap();
+    rig.offer(2, 0, &[(DATA + 0x1000, s.len() as u32, 0)]);
+    rig.dev.queue_notify(2);
+
+    let got: std::collections::HashMap<_, _> = metrics.snapshot().into_iter().collect();
+    assert_eq!(got["inflated_pages"], 10);
+    assert_eq!(got["deflated_pages"], 3);
+    assert_eq!(got["reported_bytes"], (2 << 20) + 0x1000, "whole pages only");
+    assert_eq!(got["stats_updates"], 1);
+    assert_eq!(rig.interrupt.raised(), 3, "inflate, deflate and reporting buffers came back");
+}

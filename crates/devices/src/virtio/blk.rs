@@ -21,6 +21,7 @@ use virtio_queue::Queue;
 use vmm_sys_util::epoll::EventSet;
 
 use super::config::{BlockConfig, DiskFormat};
+use super::metrics::DeviceMetrics;
 use super::{
     device_type, drain_queue, features, ActivateError, Activation, Interrupt, VirtioDevice,
 };
@@ -160,10 +161,12 @@ impl Block {
         let notify = drain_queue(&mut active.queue, ram, |chain| {
             let Ok(req) = Request::parse(chain, ram) else {
                 // Nowhere to put a status: give the buffers back untouched.
+                disk.metrics.errors.inc();
                 return Some(0);
             };
             if let Some(rl) = limiter.as_mut() {
                 if !rl.consume(req.bytes()) {
+                    disk.metrics.rate_limited.inc();
                     return None;
                 }
             }
@@ -267,6 +270,10 @@ impl VirtioDevice for Block {
     fn reset(&mut self) {
         // The image stays open (and locked) for the VM's life; only the queue goes.
         self.unregister();
+    }
+
+    fn metrics(&self) -> Option<Arc<dyn DeviceMetrics>> {
+        Some(self.disk.metrics.clone())
     }
 
     fn handle_event(&mut self, token: u64, _events: EventSet) {

@@ -7,6 +7,7 @@ use keel_memory::GuestRam;
 use virtio_queue::{Queue, QueueT};
 use vmm_sys_util::epoll::EventSet;
 
+use super::metrics::{Counter, DeviceMetrics};
 use super::{features, Activation, Interrupt, VirtioDevice};
 use crate::event::{EventHandler, EventLoop};
 use crate::{IrqLine, MmioDevice};
@@ -71,6 +72,11 @@ struct State {
 /// A virtio device behind its virtio-mmio registers.
 pub struct MmioTransport {
     state: Mutex<State>,
+    /// Fixed for the device's life; kept outside the lock for the metrics.
+    device_type: u32,
+    device_metrics: Option<Arc<dyn DeviceMetrics>>,
+    /// QueueNotify writes: the driver telling the device about new buffers.
+    notifications: Counter,
     interrupt: Arc<Interrupt>,
     ram: Arc<GuestRam>,
     events: Arc<EventLoop>,
@@ -85,6 +91,7 @@ impl MmioTransport {
         events: Arc<EventLoop>,
     ) -> Arc<MmioTransport> {
         let queues = Self::fresh_queues(device.as_ref());
+        let (device_type, device_metrics) = (device.device_type(), device.metrics());
         Arc::new_cyclic(|this| MmioTransport {
             state: Mutex::new(State {
                 device,
@@ -97,6 +104,9 @@ impl MmioTransport {
                 activated: false,
                 config_generation: 0,
             }),
+            device_type,
+            device_metrics,
+            notifications: Counter::default(),
             interrupt: Arc::new(Interrupt::new(irq)),
             ram,
             events,
@@ -115,6 +125,20 @@ impl MmioTransport {
     /// Runs `f` on the device with its lock held (e.g. the balloon target from the VMM).
     pub fn with_device<R>(&self, f: impl FnOnce(&mut dyn VirtioDevice) -> R) -> R {
         f(crate::lock(&self.state).device.as_mut())
+    }
+
+    /// The virtio device ID (`device_type::*`).
+    pub fn device_type(&self) -> u32 {
+        self.device_type
+    }
+
+    /// The device's counters, then the transport's: `interrupts` raised and
+    /// `queue_notifications` received. Takes no lock, so it never waits for the device.
+    pub fn metrics(&self) -> Vec<(&'static str, u64)> {
+        let mut m = self.device_metrics.as_ref().map_or_else(Vec::new, |d| d.snapshot());
+        m.push(("interrupts", self.interrupt.raised()));
+        m.push(("queue_notifications", self.notifications.get()));
+        m
     }
 
     /// The device changed its configuration: tell the driver (config generation and interrupt).
@@ -235,7 +259,12 @@ impl MmioTransport {
                 }
             }
             REG_QUEUE_SEL => s.queue_sel = value,
-            REG_QUEUE_NOTIFY if s.activated => s.device.queue_notify(value as u16),
+            REG_QUEUE_NOTIFY => {
+                self.notifications.inc();
+                if s.activated {
+                    s.device.queue_notify(value as u16);
+                }
+            }
             REG_INTERRUPT_ACK => self.interrupt.ack(value),
             REG_STATUS => self.write_status(s, value),
             _ if configuring => {
@@ -300,3 +329,7 @@ impl EventHandler for MmioTransport {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "mmio_tests.rs"]
+mod tests;

@@ -8,6 +8,7 @@
 pub mod balloon;
 pub mod blk;
 pub mod config;
+pub mod metrics;
 pub mod mmio;
 pub mod net;
 pub mod rng;
@@ -20,6 +21,7 @@ use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 
 use crate::event::{EventHandler, EventLoop};
 use crate::IrqLine;
+use metrics::{Counter, DeviceMetrics};
 
 /// Device IDs (virtio 1.2 §5, table "Device Types").
 pub mod device_type {
@@ -87,6 +89,11 @@ pub trait VirtioDevice: Send {
     fn as_any(&mut self) -> Option<&mut dyn std::any::Any> {
         None
     }
+    /// The device's own counters (bytes, requests, errors), shared with whoever reads the
+    /// metrics. The transport asks once, when it is built.
+    fn metrics(&self) -> Option<Arc<dyn DeviceMetrics>> {
+        None
+    }
 }
 
 /// A device's interrupt: the InterruptStatus register (virtio 1.2 §4.2.2) and the level line
@@ -94,6 +101,8 @@ pub trait VirtioDevice: Send {
 pub struct Interrupt {
     status: Mutex<u32>,
     line: Arc<dyn IrqLine>,
+    /// Interrupts raised (used-buffer and configuration-change notifications).
+    raised: Counter,
 }
 
 /// InterruptStatus bits.
@@ -102,7 +111,7 @@ pub const INT_CONFIG_CHANGE: u32 = 2;
 
 impl Interrupt {
     pub fn new(line: Arc<dyn IrqLine>) -> Interrupt {
-        Interrupt { status: Mutex::new(0), line }
+        Interrupt { status: Mutex::new(0), line, raised: Counter::default() }
     }
 
     /// The device put buffers in a used ring.
@@ -119,6 +128,12 @@ impl Interrupt {
         let mut s = crate::lock(&self.status);
         *s |= bits;
         self.line.set_level(true);
+        self.raised.inc();
+    }
+
+    /// How many times the device interrupted the driver.
+    pub fn raised(&self) -> u64 {
+        self.raised.get()
     }
 
     pub fn status(&self) -> u32 {

@@ -31,6 +31,7 @@ use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::config::NetConfig;
+use super::metrics::{Counter, DeviceMetrics};
 use super::{
     device_type, drain_queue, features, ActivateError, Activation, Interrupt, VirtioDevice,
 };
@@ -163,6 +164,49 @@ pub struct NetStats {
     pub tx_errors: u64,
 }
 
+/// [`NetStats`] as the device counts them, readable from any thread.
+#[derive(Debug, Default)]
+struct NetMetrics {
+    rx_frames: Counter,
+    rx_bytes: Counter,
+    tx_frames: Counter,
+    tx_bytes: Counter,
+    rx_too_big: Counter,
+    rx_bad_header: Counter,
+    tx_bad_chain: Counter,
+    tx_errors: Counter,
+}
+
+impl NetMetrics {
+    fn get(&self) -> NetStats {
+        NetStats {
+            rx_frames: self.rx_frames.get(),
+            rx_bytes: self.rx_bytes.get(),
+            tx_frames: self.tx_frames.get(),
+            tx_bytes: self.tx_bytes.get(),
+            rx_too_big: self.rx_too_big.get(),
+            rx_bad_header: self.rx_bad_header.get(),
+            tx_bad_chain: self.tx_bad_chain.get(),
+            tx_errors: self.tx_errors.get(),
+        }
+    }
+}
+
+impl DeviceMetrics for NetMetrics {
+    fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        let s = self.get();
+        vec![
+            ("rx_bytes", s.rx_bytes),
+            ("rx_packets", s.rx_frames),
+            ("rx_dropped", s.rx_too_big + s.rx_bad_header),
+            ("tx_bytes", s.tx_bytes),
+            ("tx_packets", s.tx_frames),
+            ("tx_dropped", s.tx_bad_chain),
+            ("tx_errors", s.tx_errors),
+        ]
+    }
+}
+
 /// The state while the driver runs the device.
 struct Active {
     rx: Queue,
@@ -212,7 +256,7 @@ pub struct Net {
     /// The driver's notifications, handed from the vCPU to the I/O thread.
     kick: EventFd,
     plan: Plan,
-    stats: NetStats,
+    stats: Arc<NetMetrics>,
     /// Kinds of trouble already reported on stderr (each is reported once, then counted).
     reported: u8,
     active: Option<Active>,
@@ -244,14 +288,14 @@ impl Net {
                 DeviceError::Setup(format!("network {}: cannot make an eventfd: {e}", config.tap))
             })?,
             plan: Plan::default(),
-            stats: NetStats::default(),
+            stats: Arc::default(),
             reported: 0,
             active: None,
         })
     }
 
     pub fn stats(&self) -> NetStats {
-        self.stats
+        self.stats.get()
     }
 
     /// Says once per kind of trouble what happened; later occurrences are only counted.
@@ -291,8 +335,8 @@ impl Net {
                 Delivery::Done => {
                     budget -= 1;
                     a.rx_pending = None;
-                    self.stats.rx_frames += 1;
-                    self.stats.rx_bytes += (len - HDR_LEN) as u64;
+                    self.stats.rx_frames.inc();
+                    self.stats.rx_bytes.add((len - HDR_LEN) as u64);
                     if a.rx_needs_interrupt() {
                         a.interrupt.signal_used();
                     }
@@ -306,7 +350,7 @@ impl Net {
                 }
                 Delivery::TooBig => {
                     a.rx_pending = None;
-                    self.stats.rx_too_big += 1;
+                    self.stats.rx_too_big.inc();
                     let what =
                         format!("dropped a {len}-byte frame: the guest's buffers are smaller");
                     self.report(REPORT_TOO_BIG, &what);
@@ -335,12 +379,12 @@ impl Net {
                 }
             };
             if n >= RX_BUF_LEN {
-                self.stats.rx_too_big += 1;
+                self.stats.rx_too_big.inc();
                 self.report(REPORT_TOO_BIG, "dropped a frame from the TAP larger than 64 KiB");
                 continue;
             }
             if n < HDR_LEN || !fix_rx_header(&mut self.rx_buf[..HDR_LEN], a.features) {
-                self.stats.rx_bad_header += 1;
+                self.stats.rx_bad_header.inc();
                 self.report(REPORT_BAD_HEADER, "dropped a frame with offloads the guest refused");
                 continue;
             }
@@ -357,7 +401,7 @@ impl Net {
             return;
         }
         let (backend, limiter, buf, stats) =
-            (&self.backend, &mut self.tx_limiter, &mut self.tx_buf, &mut self.stats);
+            (&self.backend, &mut self.tx_limiter, &mut self.tx_buf, &self.stats);
         let ram = &a.ram;
         let mut failed = None;
         let mut budget = FRAMES_PER_PASS;
@@ -371,17 +415,17 @@ impl Net {
             for desc in chain.readable() {
                 let n = desc.len() as usize;
                 let Some(dst) = buf.get_mut(len..len + n) else {
-                    stats.tx_bad_chain += 1;
+                    stats.tx_bad_chain.inc();
                     return Some(0);
                 };
                 if ram.read_slice(desc.addr().0, dst).is_err() {
-                    stats.tx_bad_chain += 1;
+                    stats.tx_bad_chain.inc();
                     return Some(0);
                 }
                 len += n;
             }
             if len < HDR_LEN {
-                stats.tx_bad_chain += 1;
+                stats.tx_bad_chain.inc();
                 return Some(0);
             }
             if let Some(l) = limiter.as_mut() {
@@ -394,11 +438,11 @@ impl Net {
             // them like any other packet from user space.
             match backend.write(&buf[..len]) {
                 Ok(_) => {
-                    stats.tx_frames += 1;
-                    stats.tx_bytes += (len - HDR_LEN) as u64;
+                    stats.tx_frames.inc();
+                    stats.tx_bytes.add((len - HDR_LEN) as u64);
                 }
                 Err(e) => {
-                    stats.tx_errors += 1;
+                    stats.tx_errors.inc();
                     failed.get_or_insert(e);
                 }
             }
@@ -672,6 +716,10 @@ impl VirtioDevice for Net {
         if index == RX_QUEUE || index == TX_QUEUE {
             let _ = self.kick.write(1);
         }
+    }
+
+    fn metrics(&self) -> Option<Arc<dyn DeviceMetrics>> {
+        Some(self.stats.clone())
     }
 
     fn reset(&mut self) {

@@ -469,3 +469,33 @@ fn a_long_burst_is_served_in_passes_that_let_the_vcpus_in() {
     assert_eq!(u64::from(f.rx.used_idx()), n);
     assert_eq!(f.net.stats().rx_frames, n);
 }
+
+#[test]
+fn metrics_count_frames_and_bytes_without_headers() {
+    let mut f = fixture(0, RateLimitConfig::default());
+    let metrics = f.net.metrics().unwrap();
+    // Two frames received, one dropped for its size, one for its header.
+    f.rx.add(&[(BUFFERS, 2048, true)]);
+    f.rx.add(&[(BUFFERS + 0x1000, 2048, true)]);
+    f.peer.send(&host_frame(700, 0, 0, 1)).unwrap();
+    f.peer.send(&host_frame(4000, 0, 0, 2)).unwrap();
+    f.peer.send(&host_frame(100, 0, GSO_TCPV4, 3)).unwrap();
+    f.peer.send(&host_frame(60, 0, 0, 4)).unwrap();
+    f.net.handle_event(TOKEN_TAP, EventSet::IN);
+    // One frame sent.
+    let frame = host_frame(1234, 0, 0, 5);
+    f.ram.write_slice(BUFFERS + 0x4000, &frame).unwrap();
+    f.tx.add(&[(BUFFERS + 0x4000, frame.len() as u32, false)]);
+    kick_tx(&mut f);
+
+    let got: std::collections::HashMap<_, _> = metrics.snapshot().into_iter().collect();
+    assert_eq!(got["rx_packets"], 2);
+    assert_eq!(got["rx_bytes"], 760);
+    assert_eq!(got["rx_dropped"], 2);
+    assert_eq!(got["tx_packets"], 1);
+    assert_eq!(got["tx_bytes"], 1234);
+    assert_eq!(got["tx_dropped"], 0);
+    assert_eq!(got["tx_errors"], 0);
+    let s = f.net.stats();
+    assert_eq!((s.rx_frames, s.rx_bytes, s.tx_frames), (2, 760, 1), "the same numbers");
+}

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use keel_memory::GuestRam;
 use virtio_queue::Queue;
 
+use super::metrics::{Counter, DeviceMetrics};
 use super::{
     device_type, drain_queue, features, ActivateError, Activation, Interrupt, VirtioDevice,
 };
@@ -18,6 +19,20 @@ const MAX_REQUEST: usize = 64 * 1024;
 #[derive(Default)]
 pub struct Rng {
     active: Option<(Queue, Arc<GuestRam>, Arc<Interrupt>)>,
+    metrics: Arc<RngMetrics>,
+}
+
+/// Random bytes handed to the guest, and the requests they answered.
+#[derive(Debug, Default)]
+struct RngMetrics {
+    bytes: Counter,
+    requests: Counter,
+}
+
+impl DeviceMetrics for RngMetrics {
+    fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        vec![("bytes", self.bytes.get()), ("requests", self.requests.get())]
+    }
 }
 
 impl Rng {
@@ -27,6 +42,7 @@ impl Rng {
 
     fn process(&mut self) {
         let Some((queue, ram, interrupt)) = self.active.as_mut() else { return };
+        let metrics = &self.metrics;
         let notify = drain_queue(queue, ram, |chain| {
             let mut written = 0usize;
             for desc in chain.writable() {
@@ -42,6 +58,8 @@ impl Rng {
                     break;
                 }
             }
+            metrics.requests.inc();
+            metrics.bytes.add(written as u64);
             Some(written as u32)
         });
         if notify {
@@ -82,5 +100,9 @@ impl VirtioDevice for Rng {
 
     fn reset(&mut self) {
         self.active = None;
+    }
+
+    fn metrics(&self) -> Option<Arc<dyn DeviceMetrics>> {
+        Some(self.metrics.clone())
     }
 }

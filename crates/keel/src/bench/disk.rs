@@ -2,7 +2,7 @@
 //! inside the guest with dd, in keel and in QEMU (`-device virtio-blk-device`, QEMU's default
 //! writeback cache, like keel's pread/pwrite through the host page cache).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
@@ -20,15 +20,6 @@ fn script(mib: u64) -> String {
          read b x </proc/uptime; dd if=/dev/zero of=/dev/vda bs=1M count={mib} conv=fsync \
          2>/dev/null; read c x </proc/uptime; echo \"disk $a $b $c\""
     )
-}
-
-/// A scratch directory, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// (read, write) MiB/s from the script's `disk A B C` line.
@@ -58,9 +49,7 @@ pub fn bench_disk(image: &GuestImage, runs: usize, mib: u64) -> Result<ExitCode>
     if runs == 0 || mib == 0 {
         bail!("--runs and --size must be at least 1");
     }
-    let dir = Scratch(std::env::temp_dir().join(format!("keel-bench-disk-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0)
-        .with_context(|| format!("cannot create {}", dir.0.display()))?;
+    let dir = super::Scratch::new("disk")?;
     let disk = dir.0.join("disk.img");
     let vm = dir.0.join("vm.toml");
     let disk_str = disk.to_string_lossy().into_owned();

@@ -9,10 +9,13 @@
 //! bad request gets VIRTIO_BLK_S_IOERR, never a panic.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use keel_block::{BlockError, DiskImage};
 use keel_memory::GuestRam;
 use virtio_queue::desc::split::Descriptor;
+
+use crate::virtio::metrics::{Counter, DeviceMetrics};
 
 /// Bytes per sector: `sector` fields and the capacity count in these whatever the block size
 /// (§5.2.4).
@@ -64,6 +67,41 @@ pub struct Disk {
     buf: Vec<u8>,
     /// A host-side failure was already reported on stderr (they are reported once per disk).
     reported: bool,
+    /// What the disk did, for the VMM's metrics.
+    pub metrics: Arc<BlockMetrics>,
+}
+
+/// A disk's counters. Bytes count data moved by requests that succeeded; operations count
+/// every request of their type; `errors` counts requests answered with anything but OK, and
+/// chains that could not be answered at all.
+#[derive(Debug, Default)]
+pub struct BlockMetrics {
+    pub read_bytes: Counter,
+    pub write_bytes: Counter,
+    pub read_ops: Counter,
+    pub write_ops: Counter,
+    pub flush_ops: Counter,
+    pub discard_ops: Counter,
+    pub write_zeroes_ops: Counter,
+    pub errors: Counter,
+    /// Times the rate limiter held a request back.
+    pub rate_limited: Counter,
+}
+
+impl DeviceMetrics for BlockMetrics {
+    fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("read_bytes", self.read_bytes.get()),
+            ("write_bytes", self.write_bytes.get()),
+            ("read_ops", self.read_ops.get()),
+            ("write_ops", self.write_ops.get()),
+            ("flush_ops", self.flush_ops.get()),
+            ("discard_ops", self.discard_ops.get()),
+            ("write_zeroes_ops", self.write_zeroes_ops.get()),
+            ("errors", self.errors.get()),
+            ("rate_limited", self.rate_limited.get()),
+        ]
+    }
 }
 
 impl Disk {
@@ -82,6 +120,7 @@ impl Disk {
             max_range_sectors: 0,
             buf: Vec::new(),
             reported: false,
+            metrics: Arc::default(),
         }
     }
 
@@ -225,10 +264,37 @@ impl Request {
             Kind::Unsupported => (S_UNSUPP, 0),
             Kind::Invalid => (S_IOERR, 0),
         };
+        self.account(&disk.metrics, status);
         // The address was checked when parsing; nothing more can be done if this fails.
         let _ = ram.write_slice(self.status, &[status]);
         let used = if written + 1 == self.writable_len { self.writable_len } else { written };
         u32::try_from(used).unwrap_or(u32::MAX)
+    }
+
+    /// Counts the finished request in the disk's metrics.
+    fn account(&self, m: &BlockMetrics, status: u8) {
+        let ok = status == S_OK;
+        match self.kind {
+            Kind::In => {
+                m.read_ops.inc();
+                if ok {
+                    m.read_bytes.add(self.data_len);
+                }
+            }
+            Kind::Out => {
+                m.write_ops.inc();
+                if ok {
+                    m.write_bytes.add(self.data_len);
+                }
+            }
+            Kind::Flush => m.flush_ops.inc(),
+            Kind::Discard => m.discard_ops.inc(),
+            Kind::WriteZeroes => m.write_zeroes_ops.inc(),
+            Kind::GetId | Kind::Unsupported | Kind::Invalid => {}
+        }
+        if !ok {
+            m.errors.inc();
+        }
     }
 
     /// The sectors a read or write covers, if it is whole sectors on the disk.

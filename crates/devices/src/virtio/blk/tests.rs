@@ -558,6 +558,7 @@ fn the_rate_limiter_holds_requests_back_until_its_timer_fires() {
     assert_eq!(drv.get(s[1], 1), [0xff], "the second request was not touched");
     notify(&mut blk);
     assert_eq!(drv.used().len(), 1, "a notification doesn't get past the limiter");
+    assert_eq!(counters(&blk)["rate_limited"], 2, "held back once per pass");
     // The timer fires when 4096 bytes have refilled; the event loop would call this then
     // (timer_fired waits for the timer, so this also measures the wait).
     blk.handle_event(TIMER_TOKEN, EventSet::IN);
@@ -569,6 +570,7 @@ fn the_rate_limiter_holds_requests_back_until_its_timer_fires() {
     for a in s {
         assert_eq!(drv.get(a, 1), [S_OK]);
     }
+    assert_eq!(counters(&blk)["read_bytes"], 3 * 4096);
 }
 
 #[test]
@@ -633,4 +635,54 @@ fn every_request_is_one_operation_for_the_rate_limiter() {
     assert_eq!(drv.used().len(), 2, "two operations fit in the bucket, whatever their kind");
     blk.handle_event(TIMER_TOKEN, EventSet::IN);
     assert_eq!(drv.used().len(), 3);
+}
+
+/// The device's counters, by name.
+fn counters(blk: &Block) -> std::collections::HashMap<&'static str, u64> {
+    blk.metrics().unwrap().snapshot().into_iter().collect()
+}
+
+#[test]
+fn counters_move_by_exactly_what_the_requests_did() {
+    let img = TempImage::new(&patterned(64));
+    let mut blk = Block::new(&config(&img)).unwrap();
+    let mut drv = Driver::new();
+    drv.activate(&mut blk);
+    assert!(counters(&blk).values().all(|&n| n == 0));
+
+    drv.request(T_IN, 2, &[0; 3 * 512], true);
+    drv.request(T_IN, 0, &[0; 8 * 512], true);
+    drv.request(T_OUT, 9, &[7; 2 * 512], false);
+    drv.request(T_FLUSH, 0, &[], false);
+    drv.request(T_DISCARD, 0, &range(32, 8, 0), false);
+    drv.request(T_WRITE_ZEROES, 0, &range(4, 2, 0), false);
+    drv.request(T_GET_ID, 0, &[0; ID_LEN], true);
+    // Failures: a read past the end, a write of half a sector, an unknown type.
+    drv.request(T_IN, 63, &[0; 2 * 512], true);
+    drv.request(T_OUT, 0, &[1; 256], false);
+    drv.request(99, 0, &[], false);
+    notify(&mut blk);
+
+    let c = counters(&blk);
+    assert_eq!(c["read_bytes"], 11 * 512, "only successful reads move bytes");
+    assert_eq!(c["write_bytes"], 2 * 512);
+    assert_eq!(c["read_ops"], 3);
+    assert_eq!(c["write_ops"], 2);
+    assert_eq!(c["flush_ops"], 1);
+    assert_eq!(c["discard_ops"], 1);
+    assert_eq!(c["write_zeroes_ops"], 1);
+    assert_eq!(c["errors"], 3);
+    assert_eq!(c["rate_limited"], 0);
+
+    // A chain with no status byte can't even be answered: an error, nothing else.
+    let h = drv.header(T_OUT, 0);
+    let d = drv.alloc(512);
+    drv.submit(&[(h, 16, false), (d, 512, false)]);
+    notify(&mut blk);
+    let c2 = counters(&blk);
+    assert_eq!(c2["errors"], 4);
+    assert_eq!(c2["write_ops"], 2);
+    // The counters are the device's own: a reset driver doesn't reset them.
+    blk.reset();
+    assert_eq!(counters(&blk), c2);
 }

@@ -18,6 +18,7 @@ use virtio_queue::Queue;
 use vmm_sys_util::epoll::EventSet;
 
 use super::config::VsockConfig;
+use super::metrics::{Counter, DeviceMetrics};
 use super::{device_type, features, ActivateError, Activation, Interrupt, VirtioDevice};
 use crate::DeviceError;
 use muxer::Muxer;
@@ -41,6 +42,29 @@ struct Active {
     _event: Queue,
     ram: Arc<GuestRam>,
     interrupt: Arc<Interrupt>,
+}
+
+/// Packets and payload bytes each way (rx: to the guest, tx: from it), and connections opened
+/// (by either side).
+#[derive(Debug, Default)]
+pub struct VsockMetrics {
+    pub rx_bytes: Counter,
+    pub rx_packets: Counter,
+    pub tx_bytes: Counter,
+    pub tx_packets: Counter,
+    pub connections: Counter,
+}
+
+impl DeviceMetrics for VsockMetrics {
+    fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("rx_bytes", self.rx_bytes.get()),
+            ("rx_packets", self.rx_packets.get()),
+            ("tx_bytes", self.tx_bytes.get()),
+            ("tx_packets", self.tx_packets.get()),
+            ("connections", self.connections.get()),
+        ]
+    }
 }
 
 pub struct Vsock {
@@ -130,6 +154,10 @@ impl VirtioDevice for Vsock {
     fn reset(&mut self) {
         self.muxer.reset();
         self.active = None;
+    }
+
+    fn metrics(&self) -> Option<Arc<dyn DeviceMetrics>> {
+        Some(self.muxer.metrics.clone())
     }
 
     fn handle_event(&mut self, token: u64, events: EventSet) {

@@ -30,6 +30,7 @@ use vmm_sys_util::timerfd::TimerFd;
 use super::connection::{Connection, State, Verdict, CONN_BUF_SIZE};
 use super::packet::{op, read_tx, write_rx, Header, Segments, HDR_SIZE, HOST_CID, TYPE_STREAM};
 use super::sys;
+use super::VsockMetrics;
 use crate::event::{EventHandler, EventLoop};
 use crate::virtio::drain_queue;
 use crate::DeviceError;
@@ -103,6 +104,8 @@ pub struct Muxer {
     /// RSTs for the guest that belong to no (live) connection.
     replies: VecDeque<Header>,
     tx_stalled: bool,
+    /// What went through, for the VMM's metrics.
+    pub metrics: Arc<VsockMetrics>,
     next_token: u64,
     next_port: u32,
     scratch: Vec<u8>,
@@ -183,6 +186,7 @@ impl Muxer {
             ready: VecDeque::new(),
             replies: VecDeque::new(),
             tx_stalled: false,
+            metrics: Arc::default(),
             next_token: FIRST_CONN_TOKEN,
             next_port: FIRST_HOST_PORT,
             scratch: vec![0; MAX_PKT_PAYLOAD],
@@ -260,7 +264,11 @@ impl Muxer {
             }
             let segs = Segments::of(chain, false);
             match read_tx(ram, &segs, CONN_BUF_SIZE) {
-                Ok(p) => self.guest_packet(&p.hdr, &p.payload),
+                Ok(p) => {
+                    self.metrics.tx_packets.inc();
+                    self.metrics.tx_bytes.add(p.payload.len() as u64);
+                    self.guest_packet(&p.hdr, &p.payload)
+                }
                 // A header with an impossible payload: reset what it belongs to.
                 Err((Some(hdr), _)) => self.bad_packet(&hdr),
                 // Not even a header: there is nobody to answer.
@@ -345,6 +353,7 @@ impl Muxer {
     }
 
     fn insert(&mut self, token: u64, conn: Connection) {
+        self.metrics.connections.inc();
         self.by_port.insert((conn.local_port, conn.peer_port), token);
         self.conns.insert(token, conn);
         self.apply(token, Verdict::Keep);
@@ -397,7 +406,11 @@ impl Muxer {
             let room = (segs.len() - HDR_SIZE).min(MAX_PKT_PAYLOAD);
             let (token, hdr, n) = self.next_rx_packet(room)?;
             match write_rx(ram, &segs, &hdr, &self.scratch[..n]) {
-                Ok(written) => Some(written),
+                Ok(written) => {
+                    self.metrics.rx_packets.inc();
+                    self.metrics.rx_bytes.add(n as u64);
+                    Some(written)
+                }
                 Err(_) => {
                     // The buffer points outside RAM: the packet is lost, so the connection
                     // it belonged to can't go on consistently.

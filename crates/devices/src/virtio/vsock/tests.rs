@@ -327,6 +327,12 @@ fn a_guest_connect_reaches_the_host_listener_and_bytes_flow_both_ways() {
     host.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty());
     assert_eq!(g.dev.muxer.connection_count(), 0);
+
+    // Packets each way (REQUEST, RW, SHUTDOWN out; RESPONSE, RW, RST in), payload bytes only.
+    let m: HashMap<_, _> = g.dev.metrics().unwrap().snapshot().into_iter().collect();
+    assert_eq!((m["tx_packets"], m["tx_bytes"]), (3, 4));
+    assert_eq!((m["rx_packets"], m["rx_bytes"]), (3, 4));
+    assert_eq!(m["connections"], 1);
 }
 
 #[test]

@@ -1,0 +1,119 @@
+//! VMs that run in the background: `keel create`, `start`, `stop`, `ls`, `console`, ...
+//!
+//! Each VM is a directory under the state root (`$KEEL_STATE_DIR`, `$XDG_STATE_HOME/keel` or
+//! `~/.local/state/keel`) holding its VM file, and while it runs, a `keel vmm --dir DIR`
+//! process's pid file and API socket. A running VM is reached only through that socket.
+
+mod client;
+mod commands;
+mod console;
+mod logs;
+mod status;
+mod store;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Subcommand;
+
+use store::Store;
+
+#[derive(Subcommand)]
+pub enum ManageCommand {
+    /// Create a VM from a VM file (or the default VM: default image, 1 vCPU, 256 MiB).
+    ///
+    /// The file is checked and copied into the VM's directory with its relative paths made
+    /// absolute; editing the original later does not change the VM.
+    Create {
+        /// 1-64 characters: letters, digits, '.', '_' and '-', starting with a letter or digit.
+        name: String,
+        /// The VM file (TOML); see README.
+        vmfile: Option<PathBuf>,
+    },
+    /// Start a created, stopped or crashed VM in the background.
+    Start { name: String },
+    /// Stop a VM: ask the guest to power off, and stop it by force after the timeout.
+    Stop {
+        name: String,
+        /// Seconds the guest gets to power off.
+        #[arg(long, value_name = "SECS", default_value_t = 10)]
+        timeout: u64,
+        /// Stop at once; kill the VMM if it does not answer.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Freeze a running VM: its vCPUs and its clock stop.
+    Pause { name: String },
+    /// Let a paused VM run again.
+    Resume { name: String },
+    /// Remove a VM and its directory (logs included).
+    Rm {
+        name: String,
+        /// Stop it first if it is running.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the VMs: name, state, vCPUs, memory, uptime.
+    Ls {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a VM's state and configuration.
+    Info {
+        name: String,
+        /// JSON instead of "key: value" lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Attach to a running VM's serial console; Ctrl-] detaches, the VM keeps running.
+    ///
+    /// When stdin is not a terminal (a script), it is sent to the guest until it ends;
+    /// then the output keeps coming until the guest has been quiet for --timeout seconds.
+    Console {
+        name: String,
+        /// With stdin not a terminal: after stdin ends, detach once the guest has printed
+        /// nothing for this many seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+        timeout: f64,
+    },
+    /// Print a VM's log (the VMM's), or with --console what the guest printed.
+    Logs {
+        name: String,
+        /// The guest's console output instead of the VMM's log.
+        #[arg(long)]
+        console: bool,
+        /// Keep printing what is added.
+        #[arg(short, long)]
+        follow: bool,
+    },
+}
+
+pub fn run(command: ManageCommand) -> anyhow::Result<ExitCode> {
+    let store = Store::from_env()?;
+    match command {
+        ManageCommand::Create { name, vmfile } => {
+            commands::create(&store, &name, vmfile.as_deref())?
+        }
+        ManageCommand::Start { name } => commands::start(&store, &name)?,
+        ManageCommand::Stop { name, timeout, force } => {
+            commands::stop(&store, &name, Duration::from_secs(timeout), force)?
+        }
+        ManageCommand::Pause { name } => commands::set_paused(&store, &name, true)?,
+        ManageCommand::Resume { name } => commands::set_paused(&store, &name, false)?,
+        ManageCommand::Rm { name, force } => commands::remove(&store, &name, force)?,
+        ManageCommand::Ls { json } => status::list(&store, json)?,
+        ManageCommand::Info { name, json } => status::info(&store.vm(&name)?, json)?,
+        ManageCommand::Console { name, timeout } => {
+            let quiet = Duration::try_from_secs_f64(timeout).map_err(|_| {
+                anyhow::anyhow!("--timeout {timeout}: give a number of seconds, 0 or more")
+            })?;
+            console::attach(&store.vm(&name)?, quiet)?
+        }
+        ManageCommand::Logs { name, console, follow } => {
+            logs::show(&store.vm(&name)?, console, follow)?
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

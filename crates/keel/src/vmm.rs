@@ -1,0 +1,336 @@
+//! `keel vmm --dir DIR`: the process that runs one managed VM (spawned by `keel start`).
+//!
+//! It owns the VM directory's run-time files: it writes `pid`, serves the REST API on
+//! `api.sock` (keel-api), appends the guest console to `console.log`, and boots the guest on
+//! `PUT /actions InstanceStart`. When the VM ends (power-off, Stop, or a crash) it writes
+//! `state` (`stopped`, or `crashed` when the guest died), removes `pid` and `api.sock`, and
+//! exits. Everything it writes stays inside DIR.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use keel_api::{
+    ApiError, BalloonConfig, BalloonStatistics, BalloonUpdate, ConsoleAttachment, InstanceInfo,
+    VmApi,
+};
+use keel_devices::virtio::balloon::stat;
+use keel_machine::{Firmware, MachineConfig, VirtioConfig};
+use keel_vmm::control::{ControlError, VmController, VmState};
+use keel_vmm::{Console, VmFile};
+
+use crate::run::{machine_config, RunArgs};
+
+#[derive(clap::Args)]
+pub struct VmmArgs {
+    /// The VM's directory (holding vm.toml).
+    #[arg(long)]
+    pub dir: PathBuf,
+}
+
+/// What the main thread waits for besides the VM's end: a start that failed.
+#[derive(Default)]
+struct Exit {
+    start_failed: Mutex<bool>,
+    changed: Condvar,
+}
+
+/// The API's view of the VM: the controller plus what the VM file says.
+struct Vmm {
+    name: String,
+    dir: PathBuf,
+    controller: Arc<VmController>,
+    vm_file: VmFile,
+    exit: Arc<Exit>,
+}
+
+pub fn run(args: VmmArgs) -> Result<ExitCode> {
+    let dir = args
+        .dir
+        .canonicalize()
+        .with_context(|| format!("cannot open the VM directory {}", args.dir.display()))?;
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let vm_path = dir.join("vm.toml");
+    let vm_file = VmFile::load(&vm_path)?;
+    let config = machine_config(&RunArgs::for_vm_file(vm_path))?;
+    write_atomically(&dir.join("pid"), format!("{}\n", std::process::id()).as_bytes())?;
+
+    let console = Console::headless();
+    console
+        .open_log(&dir.join("console.log"))
+        .with_context(|| format!("cannot open {}", dir.join("console.log").display()))?;
+    let controller = Arc::new(VmController::new(config, console));
+    let exit = Arc::new(Exit::default());
+    let api = Arc::new(Vmm {
+        name: name.clone(),
+        dir: dir.clone(),
+        controller: controller.clone(),
+        vm_file,
+        exit: exit.clone(),
+    });
+    let server = keel_api::serve(&dir.join("api.sock"), api)?;
+    eprintln!("keel: VM {name}: API on {}", server.socket_path().display());
+
+    // Until the VM has run and ended, or a start failed (then nothing ran: the VM stays
+    // "created" and `keel start` reports the error it got from the API).
+    let end = loop {
+        if let Some(end) = controller.wait_timeout(Duration::from_millis(200)) {
+            break Some(end);
+        }
+        let failed = exit.start_failed.lock().unwrap_or_else(|e| e.into_inner());
+        if *failed {
+            break None;
+        }
+        let _ = exit.changed.wait_timeout(failed, Duration::from_millis(200));
+    };
+    server.shutdown();
+    controller.console().flush_output();
+    let code = match &end {
+        Some(Ok(outcome)) => {
+            eprintln!("keel: VM {name} stopped ({outcome:?})");
+            write_atomically(&dir.join("state"), b"stopped\n")?;
+            ExitCode::SUCCESS
+        }
+        Some(Err(e)) => {
+            eprintln!("keel: VM {name}: the guest died: {e}");
+            write_atomically(&dir.join("state"), b"crashed\n")?;
+            ExitCode::FAILURE
+        }
+        None => ExitCode::FAILURE,
+    };
+    let _ = std::fs::remove_file(dir.join("pid"));
+    Ok(code)
+}
+
+/// Writes `path` through a temporary file and a rename, so readers never see half of it.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// A controller error as an API answer: requests the state forbids are the client's
+/// mistake (400); a machine that cannot be built is too (its VM file names something
+/// unusable); the rest is keel's (500).
+fn api_error(e: ControlError) -> ApiError {
+    match &e {
+        ControlError::WrongState { .. } | ControlError::NoBalloon | ControlError::Start(_) => {
+            ApiError::bad_request(e.to_string())
+        }
+        _ => ApiError::internal(e.to_string()),
+    }
+}
+
+impl Vmm {
+    fn balloon_entry(&self) -> Result<&keel_vmm::config::BalloonEntry, ApiError> {
+        self.vm_file.balloon.as_ref().ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "VM {} has no balloon device: add a [balloon] section to its VM file",
+                self.name
+            ))
+        })
+    }
+
+    fn machine(&self) -> Result<Arc<keel_machine::Machine>, ApiError> {
+        self.controller
+            .machine()
+            .ok_or_else(|| ApiError::bad_request("the VM is not running: start it first"))
+    }
+
+    fn metrics_now(&self) -> Result<keel_vmm::metrics::Metrics, ApiError> {
+        let machine = self.machine()?;
+        let started = self.controller.started_at().unwrap_or_else(Instant::now);
+        Ok(keel_vmm::metrics::collect(&machine, started))
+    }
+}
+
+impl VmApi for Vmm {
+    fn info(&self) -> Result<InstanceInfo, ApiError> {
+        let config = self.controller.config();
+        let state = match self.controller.state() {
+            VmState::NotStarted => keel_api::VmState::NotStarted,
+            VmState::Paused => keel_api::VmState::Paused,
+            // A VM that has ended is about to take its process with it.
+            VmState::Running | VmState::Stopped(_) => keel_api::VmState::Running,
+        };
+        Ok(InstanceInfo {
+            id: self.name.clone(),
+            state,
+            vmm_version: env!("CARGO_PKG_VERSION").to_string(),
+            app_name: "keel".to_string(),
+            pid: std::process::id(),
+            vcpus: config.vcpus,
+            memory_mib: config.memory_mib,
+            uptime_s: self.controller.uptime().map(|d| d.as_secs_f64()),
+        })
+    }
+
+    fn instance_start(&self) -> Result<(), ApiError> {
+        let result = self.controller.start();
+        if let Err(ControlError::Start(_)) = &result {
+            *self.exit.start_failed.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            self.exit.changed.notify_all();
+        }
+        result.map_err(api_error)
+    }
+
+    fn send_ctrl_alt_del(&self) -> Result<(), ApiError> {
+        self.controller.request_poweroff().map_err(api_error)
+    }
+
+    fn stop(&self, timeout: Duration) -> Result<(), ApiError> {
+        self.controller.stop(timeout).map(|_| ()).map_err(api_error)
+    }
+
+    fn reset(&self) -> Result<(), ApiError> {
+        self.controller.reset().map_err(api_error)
+    }
+
+    fn flush_metrics(&self) -> Result<(), ApiError> {
+        let metrics = self.metrics_now()?;
+        let json =
+            serde_json::to_vec_pretty(&metrics).map_err(|e| ApiError::internal(e.to_string()))?;
+        write_atomically(&self.dir.join("metrics.json"), &json)
+            .map_err(|e| ApiError::internal(format!("{e:#}")))
+    }
+
+    fn pause(&self) -> Result<(), ApiError> {
+        self.controller.pause().map_err(api_error)
+    }
+
+    fn resume(&self) -> Result<(), ApiError> {
+        self.controller.resume().map_err(api_error)
+    }
+
+    fn vm_config(&self) -> Result<serde_json::Value, ApiError> {
+        Ok(config_json(self.controller.config()))
+    }
+
+    fn balloon(&self) -> Result<BalloonConfig, ApiError> {
+        let entry = self.balloon_entry()?;
+        let amount_mib = match self.controller.balloon_status() {
+            Ok(status) => status.target_mib(),
+            Err(_) => entry.target,
+        };
+        Ok(BalloonConfig {
+            amount_mib: amount_mib as u32,
+            deflate_on_oom: false,
+            stats_polling_interval_s: entry.stats_interval as u32,
+        })
+    }
+
+    fn put_balloon(&self, config: BalloonConfig) -> Result<(), ApiError> {
+        let entry = self.balloon_entry()?;
+        if config.deflate_on_oom
+            || u64::from(config.stats_polling_interval_s) != entry.stats_interval
+        {
+            return Err(ApiError::bad_request(format!(
+                "only amount_mib can change while the VM runs: deflate_on_oom must be false \
+                 and stats_polling_interval_s {} (the VM file's)",
+                entry.stats_interval
+            )));
+        }
+        self.patch_balloon(BalloonUpdate { amount_mib: config.amount_mib })
+    }
+
+    fn patch_balloon(&self, update: BalloonUpdate) -> Result<(), ApiError> {
+        self.balloon_entry()?;
+        let memory = self.controller.config().memory_mib;
+        if u64::from(update.amount_mib) > memory {
+            return Err(ApiError::bad_request(format!(
+                "amount_mib {} is more than the VM's {memory} MiB of memory",
+                update.amount_mib
+            )));
+        }
+        self.controller.set_balloon_target(update.amount_mib.into()).map_err(api_error)
+    }
+
+    fn balloon_statistics(&self) -> Result<BalloonStatistics, ApiError> {
+        self.balloon_entry()?;
+        let status = self.controller.balloon_status().map_err(api_error)?;
+        let get = |tag| status.stats.as_ref().and_then(|s| s.get(tag));
+        Ok(BalloonStatistics {
+            target_pages: status.target_pages.into(),
+            actual_pages: status.actual_pages.into(),
+            target_mib: status.target_mib(),
+            actual_mib: status.actual_mib(),
+            swap_in: get(stat::SWAP_IN),
+            swap_out: get(stat::SWAP_OUT),
+            major_faults: get(stat::MAJOR_FAULTS),
+            minor_faults: get(stat::MINOR_FAULTS),
+            free_memory: get(stat::FREE_MEMORY),
+            total_memory: get(stat::TOTAL_MEMORY),
+            available_memory: get(stat::AVAILABLE_MEMORY),
+            disk_caches: get(stat::DISK_CACHES),
+            hugetlb_allocations: get(stat::HUGETLB_ALLOCATIONS),
+            hugetlb_failures: get(stat::HUGETLB_FAILURES),
+        })
+    }
+
+    fn metrics(&self) -> Result<serde_json::Value, ApiError> {
+        serde_json::to_value(self.metrics_now()?).map_err(|e| ApiError::internal(e.to_string()))
+    }
+
+    fn metrics_prometheus(&self) -> Result<String, ApiError> {
+        Ok(keel_vmm::metrics::to_prometheus(&self.metrics_now()?))
+    }
+
+    fn attach_console(&self) -> Result<ConsoleAttachment, ApiError> {
+        let (output, input) = self.controller.console().attach();
+        Ok(ConsoleAttachment { output, input: Box::new(input) })
+    }
+}
+
+/// `GET /vm/config`: the configuration the VM runs with (paths absolute, defaults filled).
+fn config_json(config: &MachineConfig) -> serde_json::Value {
+    let mut disks = vec![];
+    let mut nets = vec![];
+    let mut vsock = serde_json::Value::Null;
+    let mut balloon = serde_json::Value::Null;
+    let mut rng = false;
+    for device in &config.virtio {
+        match device {
+            VirtioConfig::Block(b) => disks.push(serde_json::json!({
+                "path": b.path,
+                "read_only": b.read_only,
+                "format": b.format.map(|f| format!("{f:?}").to_lowercase()),
+            })),
+            VirtioConfig::Net(n) => nets.push(serde_json::json!({
+                "tap": n.tap,
+                "mac": n.mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"),
+            })),
+            VirtioConfig::Rng => rng = true,
+            VirtioConfig::Vsock(v) => {
+                vsock = serde_json::json!({"guest_cid": v.guest_cid, "uds_path": v.uds_path})
+            }
+            VirtioConfig::Balloon(b) => {
+                balloon = serde_json::json!({
+                    "amount_mib": b.target_mib,
+                    "stats_polling_interval_s": b.stats_interval_s,
+                    "free_page_reporting": b.free_page_reporting,
+                })
+            }
+        }
+    }
+    let firmware = match &config.firmware {
+        Firmware::Sbi => "sbi".to_string(),
+        Firmware::None => "none".to_string(),
+        Firmware::Path(p) => p.display().to_string(),
+    };
+    serde_json::json!({
+        "vcpus": config.vcpus,
+        "memory_mib": config.memory_mib,
+        "kernel": config.kernel,
+        "initrd": config.initrd,
+        "cmdline": config.cmdline,
+        "firmware": firmware,
+        "disks": disks,
+        "nets": nets,
+        "vsock": vsock,
+        "balloon": balloon,
+        "rng": rng,
+    })
+}
