@@ -195,7 +195,9 @@ mod tests {
             bandwidth: Some(TokenBucketConfig {
                 size: 4096,
                 one_time_burst: 0,
-                refill_time_ms: 20,
+                // Long enough that a loaded machine can't refill the bucket between the
+                // consumes below.
+                refill_time_ms: 1000,
             }),
             ops: None,
         };

@@ -385,7 +385,8 @@ fn hostile_chains_are_survived() {
 
 #[test]
 fn the_transmit_rate_limit_holds_frames_until_its_timer() {
-    let bucket = TokenBucketConfig { size: 1000, one_time_burst: 0, refill_time_ms: 50 };
+    // Slow enough that scheduling delays on a loaded machine refill far less than a frame.
+    let bucket = TokenBucketConfig { size: 1000, one_time_burst: 0, refill_time_ms: 1000 };
     let limit = RateLimitConfig { bandwidth: Some(bucket), ops: None };
     let mut f = fixture(features::RING_EVENT_IDX, limit);
     let frame = host_frame(800, 0, 0, 1);
@@ -398,10 +399,10 @@ fn the_transmit_rate_limit_holds_frames_until_its_timer() {
     assert_eq!(f.tx.used_idx(), 1, "the second frame waits for tokens");
     kick_tx(&mut f);
     assert_eq!(f.tx.used_idx(), 1, "a notification doesn't get past the limit");
-    // The limiter's timer fires when 600 more tokens are there (30 ms).
+    // The limiter's timer fires when 600 more tokens are there (600 ms).
     f.net.handle_event(TOKEN_TX_LIMIT, EventSet::IN);
     assert_eq!(f.tx.used_idx(), 2);
-    assert!(start.elapsed() >= Duration::from_millis(25), "{:?}", start.elapsed());
+    assert!(start.elapsed() >= Duration::from_millis(550), "{:?}", start.elapsed());
     let mut buf = [0u8; 2048];
     assert_eq!(f.peer.recv(&mut buf).unwrap(), frame.len());
     assert_eq!(f.peer.recv(&mut buf).unwrap(), frame.len());
@@ -409,7 +410,8 @@ fn the_transmit_rate_limit_holds_frames_until_its_timer() {
 
 #[test]
 fn the_receive_rate_limit_keeps_the_frame_until_its_timer() {
-    let bucket = TokenBucketConfig { size: 1000, one_time_burst: 0, refill_time_ms: 50 };
+    // Slow enough that scheduling delays on a loaded machine refill far less than a frame.
+    let bucket = TokenBucketConfig { size: 1000, one_time_burst: 0, refill_time_ms: 1000 };
     let limit = RateLimitConfig { bandwidth: Some(bucket), ops: None };
     let mut f = fixture(features::RING_EVENT_IDX, limit);
     f.rx.add(&[(BUFFERS, 2048, true)]);

@@ -543,7 +543,8 @@ fn flush_succeeds_and_write_through_applies_without_the_flush_feature() {
 #[test]
 fn the_rate_limiter_holds_requests_back_until_its_timer_fires() {
     let img = TempImage::new(&patterned(64));
-    let bucket = TokenBucketConfig { size: 4096, one_time_burst: 0, refill_time_ms: 100 };
+    // Slow enough that scheduling delays on a loaded machine refill far less than a request.
+    let bucket = TokenBucketConfig { size: 4096, one_time_burst: 0, refill_time_ms: 1000 };
     let limited = BlockConfig {
         rate_limit: RateLimitConfig { bandwidth: Some(bucket), ops: None },
         ..config(&img)
@@ -566,7 +567,7 @@ fn the_rate_limiter_holds_requests_back_until_its_timer_fires() {
     blk.handle_event(TIMER_TOKEN, EventSet::IN);
     assert_eq!(drv.used().len(), 3);
     let elapsed = start.elapsed();
-    assert!(elapsed >= Duration::from_millis(190), "{elapsed:?}");
+    assert!(elapsed >= Duration::from_millis(1900), "{elapsed:?}");
     for a in s {
         assert_eq!(drv.get(a, 1), [S_OK]);
     }
@@ -620,7 +621,9 @@ fn a_corrupt_available_index_does_not_hang_the_device() {
 #[test]
 fn every_request_is_one_operation_for_the_rate_limiter() {
     let img = TempImage::new(&patterned(8));
-    let bucket = TokenBucketConfig { size: 2, one_time_burst: 0, refill_time_ms: 40 };
+    // A slow refill (one token a second), so a loaded machine can't sneak a third token in
+    // between building the device and the first notification.
+    let bucket = TokenBucketConfig { size: 2, one_time_burst: 0, refill_time_ms: 2000 };
     let limited = BlockConfig {
         rate_limit: RateLimitConfig { bandwidth: None, ops: Some(bucket) },
         ..config(&img)
