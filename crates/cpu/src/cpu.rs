@@ -46,6 +46,11 @@ impl Cpu {
         self.cache.clear();
     }
 
+    /// Forgets all decoded code (a restored snapshot may have replaced it).
+    pub(crate) fn clear_code(&mut self) {
+        self.cache.clear();
+    }
+
     /// Runs until something needs the machine's attention. The hart's statistics are
     /// published (see [`crate::HartSignals::stats`]) whenever this returns.
     pub fn run(&mut self) -> Exit {

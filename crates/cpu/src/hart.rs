@@ -12,7 +12,9 @@ use crate::stats::HartStats;
 use crate::tlb::{Tlb, MODE_M, MODE_S, MODE_S_SUM, MODE_U};
 
 /// Privilege modes (privileged spec §1.2). The numbers are the architectural encodings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Privilege {
     User = 0,
     Supervisor = 1,

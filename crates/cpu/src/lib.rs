@@ -24,6 +24,7 @@ mod hart;
 mod mmu;
 mod op;
 mod signals;
+mod state;
 mod stats;
 mod tlb;
 
@@ -31,4 +32,5 @@ pub use bus::Bus;
 pub use cpu::{Cpu, Exit};
 pub use hart::{Hart, Privilege, SATP_SV39, SATP_SV48, SATP_SV57};
 pub use signals::HartSignals;
+pub use state::{CsrState, HartState, Reservation, StateError};
 pub use stats::{HartStats, SbiExtension, SBI_EXTENSIONS};

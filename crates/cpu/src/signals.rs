@@ -73,6 +73,11 @@ impl HartSignals {
         self.kick();
     }
 
+    /// An IPI arrived that the hart has not yet turned into SSIP.
+    pub(crate) fn ipi_pending(&self) -> bool {
+        self.ipi.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn take_ipi(&self) -> bool {
         self.ipi.load(Ordering::Relaxed) && self.ipi.swap(false, Ordering::SeqCst)
     }

@@ -15,7 +15,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::{halves, lock, Clock, DeviceError, HartTimerInputs, MmioDevice};
+use serde::{Deserialize, Serialize};
+
+use crate::{halves, lock, Clock, DeviceError, HartTimerInputs, MmioDevice, StateError};
 
 /// Size of the CLINT's MMIO window.
 pub const ACLINT_SIZE: u64 = 0x1_0000;
@@ -32,6 +34,19 @@ pub const MTIMECMP_RESET: u64 = u64::MAX;
 struct HartRegs {
     msip: bool,
     mtimecmp: u64,
+}
+
+/// The CLINT's registers, hart by hart. `mtime` is not here: it is the [`Clock`]'s, saved
+/// with it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclintState {
+    pub harts: Vec<AclintHartState>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclintHartState {
+    pub msip: bool,
+    pub mtimecmp: u64,
 }
 
 /// Which register an offset names; `hi` selects the upper 32 bits of a 64-bit register.
@@ -105,6 +120,36 @@ impl Aclint {
 
     pub fn mtimecmp(&self, hart: usize) -> Option<u64> {
         lock(&self.regs).get(hart).map(|r| r.mtimecmp)
+    }
+
+    pub fn save_state(&self) -> AclintState {
+        let regs = lock(&self.regs);
+        AclintState {
+            harts: regs
+                .iter()
+                .map(|r| AclintHartState { msip: r.msip, mtimecmp: r.mtimecmp })
+                .collect(),
+        }
+    }
+
+    /// Puts the registers back and pushes them to the harts (MSIP, the MTIP comparator), as
+    /// `new` does with the reset state.
+    pub fn restore_state(&self, state: &AclintState) -> Result<(), StateError> {
+        let mut regs = lock(&self.regs);
+        if state.harts.len() != regs.len() {
+            return Err(StateError::Shape {
+                device: "the CLINT",
+                what: "harts",
+                saved: state.harts.len(),
+                here: regs.len(),
+            });
+        }
+        for ((r, s), hart) in regs.iter_mut().zip(&state.harts).zip(&self.harts) {
+            *r = HartRegs { msip: s.msip, mtimecmp: s.mtimecmp };
+            hart.set_msip(s.msip);
+            hart.set_mtimecmp(s.mtimecmp);
+        }
+        Ok(())
     }
 
     fn decode(&self, offset: u64) -> Option<Reg> {

@@ -18,6 +18,13 @@ pub const TIMEBASE_HZ: u64 = 10_000_000;
 
 const NANOS_PER_TICK: u64 = 1_000_000_000 / TIMEBASE_HZ;
 
+/// Saved guest time: where `mtime` stood. A restored clock continues from it, so the guest
+/// sees no time pass while it was saved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClockState {
+    pub ticks: u64,
+}
+
 /// The guest's 64-bit time counter. Share it with `Arc`.
 #[derive(Debug)]
 pub struct Clock {
@@ -95,6 +102,17 @@ impl Clock {
             self.offset.store(frozen.wrapping_sub(self.host_ticks()), Ordering::Release);
             self.paused.store(false, Ordering::Release);
         }
+    }
+
+    /// Guest time now (take it while the clock is paused, so it matches the harts' state).
+    pub fn save_state(&self) -> ClockState {
+        ClockState { ticks: self.now() }
+    }
+
+    /// Sets guest time to the saved ticks; it runs on from there, or stays there while the
+    /// clock is paused (pausing is the VM's run state, not the clock's).
+    pub fn restore_state(&self, state: &ClockState) {
+        self.set(state.ticks);
     }
 
     pub fn is_paused(&self) -> bool {

@@ -12,6 +12,10 @@
 //! | [`syscon`] | SiFive test device: power-off / reset | `sifive,test0` |
 //! | [`rtc`] | goldfish real-time clock | `google,goldfish-rtc` |
 //!
+//! Each of these devices (virtio aside, for now) has a `save_state` giving its guest-visible
+//! state as plain serde data, and a `restore_state` that puts a device built for the same
+//! machine back into it, for snapshots.
+//!
 //! The traits below are the seams between devices, the interrupt fabric and the harts. All
 //! devices use interior mutability because several vCPU threads access them concurrently.
 //!
@@ -29,12 +33,12 @@ pub mod syscon;
 pub mod uart;
 pub mod virtio;
 
-pub use aclint::Aclint;
-pub use clock::{Clock, TIMEBASE_HZ};
-pub use plic::Plic;
-pub use rtc::Rtc;
-pub use syscon::Syscon;
-pub use uart::Uart;
+pub use aclint::{Aclint, AclintHartState, AclintState};
+pub use clock::{Clock, ClockState, TIMEBASE_HZ};
+pub use plic::{Plic, PlicContextState, PlicState};
+pub use rtc::{Rtc, RtcState};
+pub use syscon::{Syscon, SysconState};
+pub use uart::{Uart, UartState};
 
 use thiserror::Error;
 
@@ -86,6 +90,16 @@ pub enum DeviceError {
     Setup(String),
 }
 
+/// A saved device state that does not fit the device it is restored into (a snapshot of
+/// another machine shape, or a corrupted one). The device is left as it was.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum StateError {
+    #[error("{device} state has {saved} {what}, this device has {here}")]
+    Shape { device: &'static str, what: &'static str, saved: usize, here: usize },
+    #[error("{device} state is invalid: {what}")]
+    Invalid { device: &'static str, what: String },
+}
+
 /// Splits a naturally aligned 8-byte access into its two 4-byte halves, or says it is
 /// unsupported: the CLINT and PLIC registers are 32 bits wide (a 64-bit CLINT register is two
 /// of them), and RV64 guests may use `ld`/`sd` on them.
@@ -98,6 +112,9 @@ pub(crate) fn halves(offset: u64, size: u8) -> Option<[(u64, u32); 2]> {
 pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod state_tests;
 
 #[cfg(test)]
 pub(crate) mod testutil {

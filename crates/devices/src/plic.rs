@@ -23,7 +23,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::{halves, lock, DeviceError, IrqLine, MmioDevice};
+use serde::{Deserialize, Serialize};
+
+use crate::{halves, lock, DeviceError, IrqLine, MmioDevice, StateError};
 
 /// Size of the PLIC's MMIO window on QEMU `virt`.
 pub const PLIC_SIZE: u64 = 0x60_0000;
@@ -134,6 +136,28 @@ impl State {
     }
 }
 
+/// The PLIC's state. Bit sets are 32-bit words as the guest sees them (bit `irq % 32` of word
+/// `irq / 32`); `priority` is indexed by source, so its entry 0 (no source) is always 0.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlicState {
+    pub priority: Vec<u32>,
+    pub pending: Vec<u32>,
+    /// Claimed and not yet completed (the gateway holds further requests). The PLIC keeps
+    /// this per source, not per context: any context may complete a claim.
+    pub in_progress: Vec<u32>,
+    /// The level of each source's wire as its device last drove it.
+    pub level: Vec<u32>,
+    /// An edge that arrived while its source was in progress, to pend at completion.
+    pub edge_held: Vec<u32>,
+    pub contexts: Vec<PlicContextState>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlicContextState {
+    pub enable: Vec<u32>,
+    pub threshold: u32,
+}
+
 /// The PLIC. Build it with one line per context, then hand devices their [`Plic::source`].
 pub struct Plic {
     state: Mutex<State>,
@@ -195,6 +219,74 @@ impl Plic {
             set_bit(&mut s.pending, irq, true);
         }
         self.update(&s);
+    }
+
+    pub fn save_state(&self) -> PlicState {
+        let s = lock(&self.state);
+        PlicState {
+            priority: s.priority.to_vec(),
+            pending: s.pending.to_vec(),
+            in_progress: s.in_progress.to_vec(),
+            level: s.level.to_vec(),
+            edge_held: s.edge_held.to_vec(),
+            contexts: s
+                .contexts
+                .iter()
+                .map(|c| PlicContextState { enable: c.enable.to_vec(), threshold: c.threshold })
+                .collect(),
+        }
+    }
+
+    /// Puts the registers back and drives every context's line (MEIP/SEIP) to match.
+    pub fn restore_state(&self, state: &PlicState) -> Result<(), StateError> {
+        let shape = |what, saved: usize, here: usize| {
+            if saved == here {
+                Ok(())
+            } else {
+                Err(StateError::Shape { device: "the PLIC", what, saved, here })
+            }
+        };
+        let invalid = |what: String| StateError::Invalid { device: "the PLIC", what };
+        shape("contexts", state.contexts.len(), self.lines.len())?;
+        shape("priorities", state.priority.len(), NUM_SOURCES as usize + 1)?;
+        let bits = |what: &'static str, v: &[u32]| -> Result<Bits, StateError> {
+            shape(what, v.len(), WORDS)?;
+            let mut out = Bits::default();
+            for (w, (o, &b)) in out.iter_mut().zip(v).enumerate() {
+                if b & !valid_mask(w) != 0 {
+                    return Err(invalid(format!("{what} word {w} = {b:#x} names no source")));
+                }
+                *o = b;
+            }
+            Ok(out)
+        };
+        let mut priority = [0; NUM_SOURCES as usize + 1];
+        for (irq, (p, &v)) in priority.iter_mut().zip(&state.priority).enumerate() {
+            if v > MAX_PRIORITY || (irq == 0 && v != 0) {
+                return Err(invalid(format!("priority of source {irq} = {v}")));
+            }
+            *p = v;
+        }
+        let mut contexts = Vec::with_capacity(state.contexts.len());
+        for (i, c) in state.contexts.iter().enumerate() {
+            if c.threshold > MAX_PRIORITY {
+                return Err(invalid(format!("threshold of context {i} = {}", c.threshold)));
+            }
+            contexts
+                .push(Context { enable: bits("enable words", &c.enable)?, threshold: c.threshold });
+        }
+        let new = State {
+            priority,
+            pending: bits("pending words", &state.pending)?,
+            in_progress: bits("in-progress words", &state.in_progress)?,
+            level: bits("level words", &state.level)?,
+            edge_held: bits("edge words", &state.edge_held)?,
+            contexts,
+        };
+        let mut s = lock(&self.state);
+        *s = new;
+        self.update(&s);
+        Ok(())
     }
 
     /// Recomputes every context's output (PLIC spec §7: the target is notified when a pending,

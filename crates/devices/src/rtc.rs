@@ -24,6 +24,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use serde::{Deserialize, Serialize};
+
 use crate::{lock, IrqLine, MmioDevice};
 
 /// Size of the device's MMIO window.
@@ -51,6 +53,24 @@ struct State {
     irq_pending: bool,
 }
 
+/// The RTC's registers. The clock itself is saved as the guest's offset from the host's wall
+/// clock, not as a date: a restored guest reads the current date (shifted as it had set it),
+/// as a machine's battery-backed RTC keeps time while the machine is off. Guest *uptime*
+/// is the [`crate::Clock`]'s business and does not jump.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RtcState {
+    /// Guest time minus host time, in ns.
+    pub offset_ns: i128,
+    /// TIME_HIGH as latched by the last TIME_LOW read.
+    pub time_high: u32,
+    /// The TIME_HIGH value written, for the next TIME_LOW write.
+    pub set_high: u32,
+    pub alarm: u64,
+    pub alarm_armed: bool,
+    pub irq_enabled: bool,
+    pub irq_pending: bool,
+}
+
 /// A source of wall-clock time in ns since the Unix epoch (injectable for tests).
 type WallClock = Box<dyn Fn() -> u64 + Send + Sync>;
 
@@ -72,7 +92,7 @@ impl Rtc {
         Self::with_wall_clock(irq, Box::new(host_wall_ns))
     }
 
-    fn with_wall_clock(irq: Arc<dyn IrqLine>, wall: WallClock) -> Self {
+    pub(crate) fn with_wall_clock(irq: Arc<dyn IrqLine>, wall: WallClock) -> Self {
         Rtc { state: Mutex::new(State::default()), irq, wall }
     }
 
@@ -87,6 +107,35 @@ impl Rtc {
             s.irq_pending = true;
         }
         self.irq.set_level(s.irq_pending && s.irq_enabled);
+    }
+
+    pub fn save_state(&self) -> RtcState {
+        let s = lock(&self.state);
+        RtcState {
+            offset_ns: s.offset,
+            time_high: s.time_high,
+            set_high: s.set_high,
+            alarm: s.alarm,
+            alarm_armed: s.alarm_armed,
+            irq_enabled: s.irq_enabled,
+            irq_pending: s.irq_pending,
+        }
+    }
+
+    /// Puts the registers back and drives the interrupt line to match (an alarm that came due
+    /// while the VM was saved fires now).
+    pub fn restore_state(&self, state: &RtcState) {
+        let mut s = lock(&self.state);
+        *s = State {
+            offset: state.offset_ns,
+            time_high: state.time_high,
+            set_high: state.set_high,
+            alarm: state.alarm,
+            alarm_armed: state.alarm_armed,
+            irq_enabled: state.irq_enabled,
+            irq_pending: state.irq_pending,
+        };
+        self.check(&mut s);
     }
 
     /// Fires the alarm if it is due (call periodically for timely alarms).

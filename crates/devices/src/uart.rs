@@ -55,10 +55,11 @@ use std::convert::Infallible;
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex};
 
-use vm_superio::serial::NoEvents;
+use serde::{Deserialize, Serialize};
+use vm_superio::serial::{NoEvents, SerialState};
 use vm_superio::{Serial, Trigger};
 
-use crate::{lock, IrqLine, MmioDevice};
+use crate::{lock, IrqLine, MmioDevice, StateError};
 
 /// Size of the UART's MMIO window on QEMU `virt`.
 pub const UART_SIZE: u64 = 0x100;
@@ -248,6 +249,35 @@ impl Inner {
     }
 }
 
+/// The UART's guest-visible state: the 16550 registers, the receive FIFO, and keel's own
+/// interrupt and break conditions (see the module docs).
+///
+/// Host input still queued outside the FIFO (and breaks queued with it) is not saved: it was
+/// typed at the host's end of the line, not received by the guest, and a restored VM has a new
+/// console whose input starts afresh. Output has no state: every byte is written at once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UartState {
+    pub divisor_low: u8,
+    pub divisor_high: u8,
+    /// IER as `vm-superio` holds it (keel's shadow, `ier`, is what the guest reads).
+    pub interrupt_enable: u8,
+    pub interrupt_identification: u8,
+    pub line_control: u8,
+    pub line_status: u8,
+    pub modem_control: u8,
+    pub modem_status: u8,
+    pub scratch: u8,
+    /// The receive FIFO, oldest byte first (at most 64).
+    pub rx_fifo: Vec<u8>,
+    pub ier: u8,
+    /// A break's zero character is at the top of the FIFO, ahead of `rx_fifo`.
+    pub break_char: bool,
+    /// LSR.BI, for the next LSR read.
+    pub break_status: bool,
+    /// The THRE interrupt condition.
+    pub thre: bool,
+}
+
 /// The UART. Its interrupt output is a level line (see the module docs).
 pub struct Uart {
     inner: Mutex<Inner>,
@@ -311,6 +341,68 @@ impl Uart {
             .wait_timeout_while(s, timeout, |s| s.input.len() >= limit)
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         s.input.len() < limit
+    }
+
+    pub fn save_state(&self) -> UartState {
+        let s = lock(&self.inner);
+        let r = s.serial.state();
+        UartState {
+            divisor_low: r.baud_divisor_low,
+            divisor_high: r.baud_divisor_high,
+            interrupt_enable: r.interrupt_enable,
+            interrupt_identification: r.interrupt_identification,
+            line_control: r.line_control,
+            line_status: r.line_status,
+            modem_control: r.modem_control,
+            modem_status: r.modem_status,
+            scratch: r.scratch,
+            rx_fifo: r.in_buffer,
+            ier: s.ier,
+            break_char: s.break_char,
+            break_status: s.break_status,
+            thre: s.thre,
+        }
+    }
+
+    /// Puts the registers and the FIFO back and drives the interrupt line to match. Host
+    /// input already queued in this device stays queued, behind the restored FIFO.
+    pub fn restore_state(&self, state: &UartState) -> Result<(), StateError> {
+        if state.rx_fifo.len() > FIFO_SIZE {
+            return Err(StateError::Invalid {
+                device: "the UART",
+                what: format!("{} bytes in its {FIFO_SIZE}-byte FIFO", state.rx_fifo.len()),
+            });
+        }
+        let regs = SerialState {
+            baud_divisor_low: state.divisor_low,
+            baud_divisor_high: state.divisor_high,
+            interrupt_enable: state.interrupt_enable,
+            interrupt_identification: state.interrupt_identification,
+            line_control: state.line_control,
+            line_status: state.line_status,
+            modem_control: state.modem_control,
+            modem_status: state.modem_status,
+            scratch: state.scratch,
+            in_buffer: state.rx_fifo.clone(),
+        };
+        let mut s = lock(&self.inner);
+        // The output sink moves from the old `Serial` to the restored one.
+        let old =
+            std::mem::replace(&mut s.serial, Serial::new(NoTrigger, Box::new(std::io::sink())));
+        s.serial = match Serial::from_state(&regs, NoTrigger, NoEvents, old.into_writer()) {
+            Ok(serial) => serial,
+            // Only a FIFO over 64 bytes fails, and that was checked above.
+            Err(_) => unreachable!("vm-superio refused a valid serial state"),
+        };
+        s.ier = state.ier & IER_VALID;
+        s.break_char = state.break_char;
+        s.break_status = state.break_status;
+        s.thre = state.thre;
+        s.top_up();
+        s.level = s.iir_id() != IIR_NO_INT;
+        // Driven even if unchanged: the line may belong to a freshly built PLIC.
+        self.irq.set_level(s.level);
+        Ok(())
     }
 
     /// Characters waiting for the guest, in the FIFO and in the host-side queue (a break
