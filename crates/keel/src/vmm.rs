@@ -30,11 +30,19 @@ pub struct VmmArgs {
     pub dir: PathBuf,
 }
 
-/// What the main thread waits for besides the VM's end: a start that failed.
+/// What the main thread waits for besides the VM's end: a reason to quit before the VM ran
+/// (a start that failed, a termination signal before any start).
 #[derive(Default)]
 struct Exit {
-    start_failed: Mutex<bool>,
+    give_up: Mutex<bool>,
     changed: Condvar,
+}
+
+impl Exit {
+    fn give_up(&self) {
+        *self.give_up.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.changed.notify_all();
+    }
 }
 
 /// The API's view of the VM: the controller plus what the VM file says.
@@ -52,6 +60,9 @@ pub fn run(args: VmmArgs) -> Result<ExitCode> {
         .canonicalize()
         .with_context(|| format!("cannot open the VM directory {}", args.dir.display()))?;
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // One VMM per VM: a second `keel start` racing the first finds the lock taken before it
+    // can touch the pid file or the socket.
+    let _lock = lock_dir(&dir, &name)?;
     let vm_path = dir.join("vm.toml");
     let vm_file = VmFile::load(&vm_path)?;
     let config = machine_config(&RunArgs::for_vm_file(vm_path))?;
@@ -72,6 +83,7 @@ pub fn run(args: VmmArgs) -> Result<ExitCode> {
     });
     let server = keel_api::serve(&dir.join("api.sock"), api)?;
     eprintln!("keel: VM {name}: API on {}", server.socket_path().display());
+    stop_on_termination_signals(&controller, &exit, &name)?;
 
     // Until the VM has run and ended, or a start failed (then nothing ran: the VM stays
     // "created" and `keel start` reports the error it got from the API).
@@ -79,7 +91,7 @@ pub fn run(args: VmmArgs) -> Result<ExitCode> {
         if let Some(end) = controller.wait_timeout(Duration::from_millis(200)) {
             break Some(end);
         }
-        let failed = exit.start_failed.lock().unwrap_or_else(|e| e.into_inner());
+        let failed = exit.give_up.lock().unwrap_or_else(|e| e.into_inner());
         if *failed {
             break None;
         }
@@ -102,6 +114,49 @@ pub fn run(args: VmmArgs) -> Result<ExitCode> {
     };
     let _ = std::fs::remove_file(dir.join("pid"));
     Ok(code)
+}
+
+/// Takes the VM directory's lock (`DIR/lock`, an exclusive flock held for the process's
+/// life), or fails if another VMM holds it.
+fn lock_dir(dir: &Path, name: &str) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let path = dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
+        anyhow::anyhow!("VM {name} already has a VMM running (it holds {})", path.display())
+    })
+}
+
+/// SIGTERM, SIGINT or SIGHUP (a `kill`, a service manager stopping keel) stop the VM the
+/// way `keel stop` does: the guest is asked to power off, and stopped after 10 s.
+fn stop_on_termination_signals(
+    controller: &Arc<VmController>,
+    exit: &Arc<Exit>,
+    name: &str,
+) -> Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM])
+        .context("cannot install signal handlers")?;
+    let (controller, exit) = (controller.clone(), exit.clone());
+    let name = name.to_string();
+    std::thread::Builder::new()
+        .name("keel-signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                eprintln!("keel: VM {name}: signal {signal}: stopping the guest");
+                if let Err(e) = controller.stop(Duration::from_secs(10)) {
+                    // Not started yet: nothing runs that needs stopping.
+                    eprintln!("keel: VM {name}: {e}");
+                    exit.give_up();
+                }
+            }
+        })
+        .context("cannot start the signal thread")?;
+    Ok(())
 }
 
 /// Writes `path` through a temporary file and a rename, so readers never see half of it.
@@ -171,8 +226,7 @@ impl VmApi for Vmm {
     fn instance_start(&self) -> Result<(), ApiError> {
         let result = self.controller.start();
         if let Err(ControlError::Start(_)) = &result {
-            *self.exit.start_failed.lock().unwrap_or_else(|e| e.into_inner()) = true;
-            self.exit.changed.notify_all();
+            self.exit.give_up();
         }
         result.map_err(api_error)
     }

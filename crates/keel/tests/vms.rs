@@ -332,3 +332,34 @@ fn the_api_of_a_real_vm_answers_many_clients_and_refuses_bad_requests() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn one_vmm_per_vm_and_sigterm_stops_the_guest_cleanly() {
+    image();
+    let root = Root::new("term");
+    root.ok(&["create", "term"]);
+    root.ok(&["start", "term"]);
+    root.await_console("term", PROMPT, 0);
+    let pid = root.pid("term");
+
+    // A second VMM for the same directory (two racing `keel start`s) is refused before it
+    // touches anything.
+    let mut second = keel();
+    second.arg("vmm").arg("--dir").arg(root.vm_dir("term"));
+    let out = run_with_deadline(&mut second, DEADLINE);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("already has a VMM running"), "{}", stderr(&out));
+    assert_eq!(root.pid("term"), pid, "the running VMM's pid file is untouched");
+    assert_eq!(root.state("term"), "running");
+
+    // SIGTERM is a stop, not a crash.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while root.state("term") != "stopped" {
+        assert!(Instant::now() < deadline, "SIGTERM never stopped the VM: {}", root.state("term"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = std::fs::read_to_string(root.vm_dir("term").join("keel.log")).unwrap();
+    assert!(log.contains("stopped (PowerOff)"), "the guest powered off in an orderly way:\n{log}");
+}
