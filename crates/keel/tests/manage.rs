@@ -341,6 +341,15 @@ mod fake {
                 .spawn()
                 .unwrap();
             let pid = child.id();
+            // Until the child has exec'd sh, /proc shows the test binary's command line, which
+            // keel rightly takes for a reused pid: wait for the exec.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("vmm"))
+            {
+                assert!(std::time::Instant::now() < deadline, "the fake VMM never started");
+                std::thread::yield_now();
+            }
             std::fs::write(dir.join("pid"), format!("{pid}\n")).unwrap();
             let shared = Arc::new(Shared {
                 dir: dir.to_owned(),
