@@ -78,14 +78,14 @@ static int accept_one(unsigned port)
 	return c;
 }
 
-static int serve(unsigned port, int echo)
+/* Reads fd to its end, counting and hashing the bytes; with echo, writes each chunk back. */
+static void drain(int fd, int echo, unsigned long long *total, uint64_t *h)
 {
 	static unsigned char buf[BUF];
-	int c = accept_one(port);
-	unsigned long long total = 0;
-	uint64_t h = FNV_INIT;
+	*total = 0;
+	*h = FNV_INIT;
 	for (;;) {
-		ssize_t n = read(c, buf, sizeof buf);
+		ssize_t n = read(fd, buf, sizeof buf);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -93,11 +93,19 @@ static int serve(unsigned port, int echo)
 		}
 		if (n == 0)
 			break;
-		total += n;
-		h = fnv(h, buf, n);
-		if (echo && write_all(c, buf, n) < 0)
+		*total += n;
+		*h = fnv(*h, buf, n);
+		if (echo && write_all(fd, buf, n) < 0)
 			die("write");
 	}
+}
+
+static int serve(unsigned port, int echo)
+{
+	int c = accept_one(port);
+	unsigned long long total;
+	uint64_t h;
+	drain(c, echo, &total, &h);
 	close(c);
 	if (echo)
 		printf("echoed %llu bytes\n", total);
@@ -191,21 +199,9 @@ static int pattern(unsigned long long n)
 
 static int sum(void)
 {
-	static unsigned char buf[BUF];
-	unsigned long long total = 0;
-	uint64_t h = FNV_INIT;
-	for (;;) {
-		ssize_t n = read(0, buf, sizeof buf);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			die("read");
-		}
-		if (n == 0)
-			break;
-		total += n;
-		h = fnv(h, buf, n);
-	}
+	unsigned long long total;
+	uint64_t h;
+	drain(0, 0, &total, &h);
 	printf("bytes=%llu fnv=%016llx\n", total, (unsigned long long)h);
 	return 0;
 }
