@@ -7,7 +7,7 @@
 //! `GET /`, then `PUT /actions InstanceStart`. QEMU: `qemu-system-riscv64 -M virt` with a QMP
 //! socket (its management API: the greeting), booting at once, console to a file.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -17,6 +17,7 @@ use anyhow::{bail, Context, Result};
 use keel_guest::GuestImage;
 
 use super::{median, MEMORY_MIB, QEMU};
+use crate::manage::client::Client;
 use crate::run::DEFAULT_CMDLINE;
 
 /// What /init prints when it hands the console to the shell.
@@ -105,9 +106,9 @@ fn run_batch(image: &GuestImage, scratch: &Path, count: usize, keel: bool) -> Re
                 if vmm.keel {
                     // On its own thread: building the machine must not hold up the polling
                     // of the other VMs (QEMU boots without being asked).
-                    let api = vmm.api.clone();
+                    let api = Client::new(&vmm.api, Duration::from_secs(60));
                     starts.push(std::thread::spawn(move || {
-                        request(&api, "PUT", "/actions", r#"{"action_type":"InstanceStart"}"#)
+                        api.put("/actions", &serde_json::json!({"action_type": "InstanceStart"}))
                     }));
                 }
             }
@@ -179,34 +180,14 @@ fn spawn_qemu(image: &GuestImage, dir: &Path) -> Result<Vmm> {
 
 /// Whether the VMM's management API answers: keel's `GET /` with 200, QEMU's QMP greeting.
 fn answers(vmm: &Vmm) -> Result<bool> {
+    if vmm.keel {
+        return Ok(Client::new(&vmm.api, Duration::from_secs(10)).get_json("/").is_ok());
+    }
     let Ok(mut s) = UnixStream::connect(&vmm.api) else { return Ok(false) };
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut buf = [0u8; 512];
-    if vmm.keel {
-        s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
-        let n = s.read(&mut buf)?;
-        Ok(buf[..n].starts_with(b"HTTP/1.1 200"))
-    } else {
-        let n = s.read(&mut buf)?;
-        Ok(String::from_utf8_lossy(&buf[..n]).contains("\"QMP\""))
-    }
-}
-
-/// One request on a keel API socket; fails unless the answer is 2xx.
-fn request(sock: &Path, method: &str, path: &str, body: &str) -> Result<()> {
-    let mut s = UnixStream::connect(sock)?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer)?;
-    if !answer.starts_with("HTTP/1.1 2") {
-        bail!("{method} {path}: {answer}");
-    }
-    Ok(())
+    let n = s.read(&mut buf)?;
+    Ok(String::from_utf8_lossy(&buf[..n]).contains("\"QMP\""))
 }
 
 /// CPU time (all threads) the process has used, in ms, from the scheduler's ns counters.

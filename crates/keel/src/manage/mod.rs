@@ -4,7 +4,7 @@
 //! `~/.local/state/keel`) holding its VM file, and while it runs, a `keel vmm --dir DIR`
 //! process's pid file and API socket. A running VM is reached only through that socket.
 
-mod client;
+pub(crate) mod client;
 mod commands;
 mod console;
 mod logs;
