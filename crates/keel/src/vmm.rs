@@ -19,7 +19,7 @@ use keel_api::{
 use keel_devices::virtio::balloon::stat;
 use keel_machine::{Firmware, MachineConfig, VirtioConfig};
 use keel_vmm::control::{ControlError, VmController, VmState};
-use keel_vmm::{Console, VmFile};
+use keel_vmm::Console;
 
 use crate::run::{machine_config, RunArgs};
 
@@ -45,12 +45,11 @@ impl Exit {
     }
 }
 
-/// The API's view of the VM: the controller plus what the VM file says.
+/// The API's view of the VM: its name, its directory and its controller.
 struct Vmm {
     name: String,
     dir: PathBuf,
     controller: Arc<VmController>,
-    vm_file: VmFile,
     exit: Arc<Exit>,
 }
 
@@ -64,7 +63,6 @@ pub fn run(args: VmmArgs) -> Result<ExitCode> {
     // can touch the pid file or the socket.
     let _lock = lock_dir(&dir, &name)?;
     let vm_path = dir.join("vm.toml");
-    let vm_file = VmFile::load(&vm_path)?;
     let config = machine_config(&RunArgs::for_vm_file(vm_path))?;
     write_atomically(&dir.join("pid"), format!("{}\n", std::process::id()).as_bytes())?;
 
@@ -78,7 +76,6 @@ pub fn run(args: VmmArgs) -> Result<ExitCode> {
         name: name.clone(),
         dir: dir.clone(),
         controller: controller.clone(),
-        vm_file,
         exit: exit.clone(),
     });
     let server = keel_api::serve(&dir.join("api.sock"), api)?;
@@ -180,8 +177,12 @@ fn api_error(e: ControlError) -> ApiError {
 }
 
 impl Vmm {
-    fn balloon_entry(&self) -> Result<&keel_vmm::config::BalloonEntry, ApiError> {
-        self.vm_file.balloon.as_ref().ok_or_else(|| {
+    fn balloon_entry(&self) -> Result<&keel_devices::virtio::config::BalloonConfig, ApiError> {
+        let balloon = self.controller.config().virtio.iter().find_map(|d| match d {
+            VirtioConfig::Balloon(b) => Some(b),
+            _ => None,
+        });
+        balloon.ok_or_else(|| {
             ApiError::bad_request(format!(
                 "VM {} has no balloon device: add a [balloon] section to its VM file",
                 self.name
@@ -267,24 +268,24 @@ impl VmApi for Vmm {
         let entry = self.balloon_entry()?;
         let amount_mib = match self.controller.balloon_status() {
             Ok(status) => status.target_mib(),
-            Err(_) => entry.target,
+            Err(_) => entry.target_mib,
         };
         Ok(BalloonConfig {
             amount_mib: amount_mib as u32,
             deflate_on_oom: false,
-            stats_polling_interval_s: entry.stats_interval as u32,
+            stats_polling_interval_s: entry.stats_interval_s as u32,
         })
     }
 
     fn put_balloon(&self, config: BalloonConfig) -> Result<(), ApiError> {
         let entry = self.balloon_entry()?;
         if config.deflate_on_oom
-            || u64::from(config.stats_polling_interval_s) != entry.stats_interval
+            || u64::from(config.stats_polling_interval_s) != entry.stats_interval_s
         {
             return Err(ApiError::bad_request(format!(
                 "only amount_mib can change while the VM runs: deflate_on_oom must be false \
                  and stats_polling_interval_s {} (the VM file's)",
-                entry.stats_interval
+                entry.stats_interval_s
             )));
         }
         self.patch_balloon(BalloonUpdate { amount_mib: config.amount_mib })
