@@ -5,10 +5,10 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW};
+use hyper::header::{HeaderValue, ALLOW, CONNECTION};
 use hyper::{Request, Response, StatusCode};
-use serde::de::DeserializeOwned;
 
 use crate::http::{self, Body};
 use crate::routes::{lookup, Lookup, Operation};
@@ -20,22 +20,33 @@ use crate::types::{
 use crate::vm_api::ApiError;
 
 /// The hyper service function: never fails, every problem is an HTTP error response.
+///
+/// The request body is read in full before any answer, refusals included: answering early
+/// and leaving a body on the wire makes hyper close the connection, and a client (or a proxy
+/// such as socat) still sending that body sees the connection die without its response.
 pub(crate) async fn handle(
     req: Request<Incoming>,
     shared: Arc<Shared>,
 ) -> Result<Response<Body>, Infallible> {
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
-    let op = match lookup(&method, &path) {
+    let found = lookup(&method, &path);
+    if let Lookup::Found(Operation::Console) = found {
+        return Ok(crate::console::upgrade(req, &shared).await.unwrap_or_else(|e| http::error(&e)));
+    }
+    let query = req.uri().query().map(str::to_owned);
+    let cfg = &shared.config;
+    let body = http::read_body(req, cfg.max_body_bytes, cfg.body_read_timeout).await;
+    let op = match found {
         Lookup::Found(op) => op,
         Lookup::NotFound => {
             let msg = format!("there is no route {path}; openapi.yaml lists the routes");
-            return Ok(http::error(&ApiError::new(404, msg)));
+            return Ok(refusal(ApiError::new(404, msg), &body));
         }
         Lookup::WrongMethod(allowed) => {
             let allowed = allowed.join(", ");
             let msg = format!("{method} is not allowed on {path}; it takes {allowed}");
-            let mut resp = http::error(&ApiError::new(405, msg));
+            let mut resp = refusal(ApiError::new(405, msg), &body);
             if let Ok(v) = HeaderValue::from_str(&allowed) {
                 resp.headers_mut().insert(ALLOW, v);
             }
@@ -43,11 +54,22 @@ pub(crate) async fn handle(
         }
     };
     let route = format!("{method} {path}");
-    let result = match check_query(op, req.uri().query()) {
-        Err(e) => Err(e),
-        Ok(format) => dispatch(op, &route, format, req, &shared).await,
+    let result = match (check_query(op, query.as_deref()), body) {
+        (Err(e), body) => return Ok(refusal(e, &body)),
+        (Ok(_), Err(e)) => Err(e),
+        (Ok(format), Ok(bytes)) => dispatch(op, &route, format, &bytes, &shared).await,
     };
     Ok(result.unwrap_or_else(|e| http::error(&e)))
+}
+
+/// The answer to a request refused before its body mattered. If the body itself could not be
+/// read (too large, too slow), the rest of it may still be on the wire: close the connection.
+fn refusal(err: ApiError, body: &Result<Bytes, ApiError>) -> Response<Body> {
+    let mut resp = http::error(&err);
+    if body.is_err() {
+        resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// The output format `GET /metrics` was asked for.
@@ -85,14 +107,14 @@ async fn dispatch(
     op: Operation,
     route: &str,
     format: Format,
-    req: Request<Incoming>,
+    body: &[u8],
     shared: &Shared,
 ) -> Result<Response<Body>, ApiError> {
     let api = &shared.api;
     match op {
         Operation::Info => Ok(http::json(&http::blocking(api, |a| a.info()).await?)),
         Operation::Actions => {
-            let action: ActionRequest = body(route, req, shared).await?;
+            let action: ActionRequest = http::parse_json(route, body)?;
             let timeout_ms = match (action.action_type, action.timeout_ms) {
                 (ActionType::Stop, t) => t.unwrap_or(DEFAULT_STOP_TIMEOUT_MS),
                 (_, None) => 0,
@@ -113,7 +135,7 @@ async fn dispatch(
             Ok(http::no_content())
         }
         Operation::PatchVm => {
-            let request: VmStateRequest = body(route, req, shared).await?;
+            let request: VmStateRequest = http::parse_json(route, body)?;
             http::blocking(api, move |a| match request.state {
                 RequestedState::Paused => a.pause(),
                 RequestedState::Resumed => a.resume(),
@@ -124,12 +146,12 @@ async fn dispatch(
         Operation::VmConfig => Ok(http::json(&http::blocking(api, |a| a.vm_config()).await?)),
         Operation::GetBalloon => Ok(http::json(&http::blocking(api, |a| a.balloon()).await?)),
         Operation::PutBalloon => {
-            let config: BalloonConfig = body(route, req, shared).await?;
+            let config: BalloonConfig = http::parse_json(route, body)?;
             http::blocking(api, move |a| a.put_balloon(config)).await?;
             Ok(http::no_content())
         }
         Operation::PatchBalloon => {
-            let update: BalloonUpdate = body(route, req, shared).await?;
+            let update: BalloonUpdate = http::parse_json(route, body)?;
             http::blocking(api, move |a| a.patch_balloon(update)).await?;
             Ok(http::no_content())
         }
@@ -143,18 +165,8 @@ async fn dispatch(
                 Ok(http::with_body(StatusCode::OK, http::PROMETHEUS, text.into_bytes()))
             }
         },
-        Operation::Console => crate::console::upgrade(req, shared).await,
+        Operation::Console => Err(ApiError::internal("/console is served before dispatch")),
     }
-}
-
-async fn body<T: DeserializeOwned>(
-    route: &str,
-    req: Request<Incoming>,
-    shared: &Shared,
-) -> Result<T, ApiError> {
-    let cfg = &shared.config;
-    let bytes = http::read_body(req, cfg.max_body_bytes, cfg.body_read_timeout).await?;
-    http::parse_json(route, &bytes)
 }
 
 #[cfg(test)]
