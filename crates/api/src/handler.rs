@@ -14,8 +14,8 @@ use crate::http::{self, Body};
 use crate::routes::{lookup, Lookup, Operation};
 use crate::server::Shared;
 use crate::types::{
-    ActionRequest, ActionType, BalloonConfig, BalloonUpdate, RequestedState, VmStateRequest,
-    DEFAULT_STOP_TIMEOUT_MS,
+    ActionRequest, ActionType, BalloonConfig, BalloonUpdate, RequestedState, SnapshotCreateParams,
+    SnapshotLoadParams, VmStateRequest, DEFAULT_STOP_TIMEOUT_MS,
 };
 use crate::vm_api::ApiError;
 
@@ -166,6 +166,29 @@ async fn dispatch(
             }
         },
         Operation::Console => Err(ApiError::internal("/console is served before dispatch")),
+        Operation::CreateSnapshot => {
+            let params: SnapshotCreateParams = http::parse_json(route, body)?;
+            absolute(&params.snapshot_path)?;
+            Ok(http::json(&http::blocking(api, move |a| a.create_snapshot(params)).await?))
+        }
+        Operation::LoadSnapshot => {
+            let params: SnapshotLoadParams = http::parse_json(route, body)?;
+            absolute(&params.snapshot_path)?;
+            http::blocking(api, move |a| a.load_snapshot(params)).await?;
+            Ok(http::no_content())
+        }
+        Operation::Progress => Ok(http::json(&http::blocking(api, |a| a.progress()).await?)),
+    }
+}
+
+/// Snapshot paths must be absolute: the VMM's working directory is nothing a client knows.
+fn absolute(path: &str) -> Result<(), ApiError> {
+    if std::path::Path::new(path).is_absolute() {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "snapshot_path {path:?} is not absolute; give the directory's full path"
+        )))
     }
 }
 

@@ -14,6 +14,9 @@ pub enum Operation {
     BalloonStatistics,
     Metrics,
     Console,
+    CreateSnapshot,
+    LoadSnapshot,
+    Progress,
 }
 
 /// One method on one path.
@@ -40,6 +43,9 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/balloon/statistics", Operation::BalloonStatistics),
     route("GET", "/metrics", Operation::Metrics),
     route("GET", "/console", Operation::Console),
+    route("PUT", "/snapshot/create", Operation::CreateSnapshot),
+    route("PUT", "/snapshot/load", Operation::LoadSnapshot),
+    route("GET", "/progress", Operation::Progress),
 ];
 
 /// What the table says about a request line.

@@ -125,6 +125,63 @@ pub struct BalloonStatistics {
     pub hugetlb_failures: Option<u64>,
 }
 
+/// What a snapshot holds of guest memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SnapshotType {
+    /// All of guest memory.
+    #[default]
+    Full,
+    /// The pages written since the VM's previous snapshot (taken or restored from).
+    Diff,
+}
+
+/// `PUT /snapshot/create` request body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotCreateParams {
+    /// The snapshot directory (absolute): created if missing; an existing one must be empty
+    /// or an earlier keel snapshot, which is replaced.
+    pub snapshot_path: String,
+    #[serde(default)]
+    pub snapshot_type: SnapshotType,
+    /// Leave a running VM paused afterwards instead of resuming it.
+    #[serde(default)]
+    pub leave_paused: bool,
+}
+
+/// `PUT /snapshot/create` → 200.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotCreated {
+    pub snapshot_path: String,
+    pub snapshot_type: SnapshotType,
+    /// Bytes of guest memory written (zero pages are not written).
+    pub memory_bytes: u64,
+    /// Guest pages the memory image covers: all of RAM, or the dirty ones.
+    pub pages: u64,
+    /// How long the guest stood still for the snapshot.
+    pub paused_ms: u64,
+}
+
+/// `PUT /snapshot/load` request body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotLoadParams {
+    /// The snapshot directory (absolute).
+    pub snapshot_path: String,
+    /// Let the guest run at once; else the VM waits, paused, for `PATCH /vm` Resumed.
+    #[serde(default)]
+    pub resume_vm: bool,
+}
+
+/// `GET /progress` → 200: the long operation under way, if any.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// `snapshot`, `restore` or `migration`; null when nothing long is under way.
+    pub operation: Option<String>,
+    pub done_bytes: u64,
+    pub total_bytes: u64,
+}
+
 /// The body of every 4xx/5xx response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

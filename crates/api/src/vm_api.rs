@@ -4,7 +4,10 @@ use std::io::Write;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use crate::types::{BalloonConfig, BalloonStatistics, BalloonUpdate, InstanceInfo};
+use crate::types::{
+    BalloonConfig, BalloonStatistics, BalloonUpdate, InstanceInfo, Progress, SnapshotCreateParams,
+    SnapshotCreated, SnapshotLoadParams,
+};
 
 /// A failed request: the HTTP status and the `fault_message` sent back to the client.
 ///
@@ -96,4 +99,11 @@ pub trait VmApi: Send + Sync + 'static {
     fn metrics_prometheus(&self) -> Result<String, ApiError>;
     /// `GET /console` upgrade: a new attachment to the guest console.
     fn attach_console(&self) -> Result<ConsoleAttachment, ApiError>;
+    /// `PUT /snapshot/create`: pause a running VM, write its state and memory, resume it
+    /// (unless asked not to). Returns once the snapshot is complete on disk.
+    fn create_snapshot(&self, params: SnapshotCreateParams) -> Result<SnapshotCreated, ApiError>;
+    /// `PUT /snapshot/load`: start a VM that was not started from a snapshot.
+    fn load_snapshot(&self, params: SnapshotLoadParams) -> Result<(), ApiError>;
+    /// `GET /progress`: how far a long operation (snapshot, restore, migration) has come.
+    fn progress(&self) -> Result<Progress, ApiError>;
 }

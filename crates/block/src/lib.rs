@@ -15,6 +15,7 @@
 //! so a virtio-blk device offers VIRTIO_BLK_F_FLUSH, or flushes after every write when the
 //! guest did not accept that feature. Dropping an image flushes it and releases its lock.
 
+mod copy;
 mod error;
 mod file;
 mod lock;
@@ -24,6 +25,7 @@ mod sys;
 
 use std::path::Path;
 
+pub use copy::{copy_sparse, detect_format};
 pub use error::BlockError;
 
 /// The first four bytes of every qcow2 image.

@@ -54,7 +54,11 @@ impl Cpu {
     /// Runs until something needs the machine's attention. The hart's statistics are
     /// published (see [`crate::HartSignals::stats`]) whenever this returns.
     pub fn run(&mut self) -> Exit {
+        // Guest code runs (and stores to RAM) only in here; outside, dirty-page tracking
+        // need not wait for this hart. Left on every way out, unwinding included.
+        let running = self.hart.ram_writer.running();
         let exit = self.run_until_exit();
+        drop(running);
         self.hart.publish_stats();
         exit
     }
@@ -145,6 +149,8 @@ impl Cpu {
     fn service(&mut self) -> Option<Exit> {
         let hart = &mut self.hart;
         hart.budget = SLICE;
+        // Between two blocks: no store of this hart is in flight.
+        hart.ram_writer.quiescent();
         hart.maybe_publish_stats();
         if hart.flush_jump_cache {
             hart.flush_jump_cache = false;
@@ -187,7 +193,9 @@ impl Cpu {
             // Nothing changes while the hart sleeps: let readers see where it stands.
             self.hart.publish_stats();
             let t = std::time::Instant::now();
+            self.hart.ram_writer.leave();
             self.hart.signals.sleep(Duration::from_nanos(nanos.max(1)));
+            self.hart.ram_writer.enter();
             self.hart.stats.sleeps += 1;
             self.hart.stats.slept_ns += t.elapsed().as_nanos() as u64;
         }

@@ -3,7 +3,7 @@
 use std::sync::atomic::AtomicU8;
 use std::sync::Arc;
 
-use keel_memory::GuestRam;
+use keel_memory::{GuestRam, RamWriter};
 
 use crate::bus::Bus;
 use crate::consts::{cause, csr as csrno, irq, status, MENVCFG_STCE};
@@ -117,11 +117,16 @@ pub struct Hart {
     /// Position of the executing instruction in its block, set by instructions that read or
     /// write the counters (the block adds its count to `instret` when it ends).
     pub(crate) insn_in_block: u64,
-    /// Per RAM page: nonzero while some hart holds decoded code from it (shared with every
-    /// hart and device through `GuestRam`); stores to such pages take the slow path.
-    pub(crate) code_flags: Arc<[AtomicU8]>,
-    /// Host address of guest RAM's first byte, to index `code_flags` from a host address.
+    /// Per RAM page: nonzero while some hart holds decoded code from it or while dirty-page
+    /// tracking waits for the page's first write of a round (shared with every hart and
+    /// device through `GuestRam`); stores to such pages take the slow path.
+    pub(crate) page_flags: Arc<[AtomicU8]>,
+    /// Host address of guest RAM's first byte, to index `page_flags` from a host address.
     pub(crate) ram_host: usize,
+    /// This hart as a writer of RAM on the store fast path: busy while `Cpu::run` executes
+    /// guest code, quiescent between blocks, so that dirty-page tracking can wait for stores
+    /// in flight (see keel-memory's `dirty.rs`).
+    pub(crate) ram_writer: RamWriter,
     /// The jump cache must be dropped (translation or code changed).
     pub(crate) flush_jump_cache: bool,
     /// Virtual pages fenced by address since the last service check: jump-cache entries that
@@ -165,8 +170,9 @@ impl Hart {
             reservation: None,
             instret: 0,
             insn_in_block: 0,
-            code_flags: ram.code_flags(),
+            page_flags: ram.page_flags(),
             ram_host: ram.host_base(),
+            ram_writer: ram.register_writer(),
             flush_jump_cache: true,
             fenced_pages: Vec::new(),
             ram,

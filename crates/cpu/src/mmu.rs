@@ -79,9 +79,10 @@ pub(crate) fn fast_store<T: Bits>(hart: &mut Hart, vaddr: u64, value: T) -> bool
         return false;
     }
     let host = (vaddr as usize).wrapping_add(e.addend);
-    // Pages some hart decoded code from take the slow path, which tells those harts.
+    // Pages some hart decoded code from take the slow path, which tells those harts; so do
+    // pages dirty-page tracking has not seen written in this round yet, which it marks.
     let page = host.wrapping_sub(hart.ram_host) >> 12;
-    if hart.code_flags[page].load(std::sync::atomic::Ordering::Relaxed) != 0 {
+    if hart.page_flags[page].load(std::sync::atomic::Ordering::Relaxed) != 0 {
         return false;
     }
     // SAFETY: as in `fast_load`; write tags are additionally never installed for pages the
@@ -172,7 +173,12 @@ impl Hart {
             }
         }
         self.stats.mmio_accesses += 1;
-        match self.bus.read(self.hartid as usize, paddr, size as u8) {
+        // No RAM store of this hart is in flight during a device access, which may block:
+        // dirty-page tracking need not wait for it meanwhile.
+        self.ram_writer.leave();
+        let value = self.bus.read(self.hartid as usize, paddr, size as u8);
+        self.ram_writer.enter();
+        match value {
             Some(v) => Some(T::from_u64(v)),
             None => {
                 self.raise(cause::LOAD_ACCESS, vaddr);
@@ -207,23 +213,27 @@ impl Hart {
             Err(c) => return self.raise(c, vaddr),
         };
         if self.ram.contains(paddr, size) && !self.bus.is_watched_page(paddr >> 12) {
-            self.ram.store::<T>(paddr, value);
+            self.ram.store_unnoted::<T>(paddr, value);
             self.note_code_write(paddr, size);
             return true;
         }
         self.stats.mmio_accesses += 1;
-        if self.bus.write(self.hartid as usize, paddr, size as u8, value.to_u64()) {
+        self.ram_writer.leave();
+        let done = self.bus.write(self.hartid as usize, paddr, size as u8, value.to_u64());
+        self.ram_writer.enter();
+        if done {
             true
         } else {
             self.raise(cause::STORE_ACCESS, vaddr)
         }
     }
 
-    /// RAM at `paddr` was just stored to: harts that decoded code from the page drop it
-    /// (this one at its next service check, which comes right after this block).
+    /// RAM at `paddr` was just stored to (by the slow path, an AMO, an SC or a PTE update):
+    /// harts that decoded code from the page drop it (this one at its next service check,
+    /// which comes right after this block), and dirty-page tracking marks the page.
     #[inline]
     pub(crate) fn note_code_write(&mut self, paddr: u64, size: u64) {
-        if self.ram.note_write(paddr, size) {
+        if self.ram.note_hart_write(paddr, size) {
             self.budget = 0;
         }
     }
@@ -347,6 +357,10 @@ impl Hart {
                     {
                         continue 'walk;
                     }
+                    // Hardware A/D updating (privileged spec §4.3.1, the Svadu scheme; §4.3.2
+                    // step 7) is a store to the page-table page: dirty-page tracking must see
+                    // it like any other store (and code decoded from that page must go).
+                    self.note_code_write(pte_addr, 8);
                     pte = new;
                 }
                 // Writes may use the fast path only once D is set.

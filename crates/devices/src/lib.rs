@@ -12,9 +12,10 @@
 //! | [`syscon`] | SiFive test device: power-off / reset | `sifive,test0` |
 //! | [`rtc`] | goldfish real-time clock | `google,goldfish-rtc` |
 //!
-//! Each of these devices (virtio aside, for now) has a `save_state` giving its guest-visible
-//! state as plain serde data, and a `restore_state` that puts a device built for the same
-//! machine back into it, for snapshots.
+//! Each of these devices, and each virtio device through its transport
+//! ([`virtio::mmio::MmioTransport`], [`MmioState`]), has a `save_state` giving its
+//! guest-visible state as plain serde data, and a `restore_state` that puts a device built for
+//! the same machine back into it, for snapshots.
 //!
 //! The traits below are the seams between devices, the interrupt fabric and the harts. All
 //! devices use interior mutability because several vCPU threads access them concurrently.
@@ -39,6 +40,7 @@ pub use plic::{Plic, PlicContextState, PlicState};
 pub use rtc::{Rtc, RtcState};
 pub use syscon::{Syscon, SysconState};
 pub use uart::{Uart, UartState};
+pub use virtio::state::{DeviceState, MmioState, SaveError, VirtqueueState};
 
 use thiserror::Error;
 

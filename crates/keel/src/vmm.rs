@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use keel_api::{
     ApiError, BalloonConfig, BalloonStatistics, BalloonUpdate, ConsoleAttachment, InstanceInfo,
-    VmApi,
+    Progress, SnapshotCreateParams, SnapshotCreated, SnapshotLoadParams, SnapshotType, VmApi,
 };
 use keel_devices::virtio::balloon::stat;
 use keel_machine::{Firmware, MachineConfig, VirtioConfig};
 use keel_vmm::control::{ControlError, VmController, VmState};
+use keel_vmm::snapshot::{SnapshotError, SnapshotKind, Snapshots};
 use keel_vmm::Console;
 
 use crate::run::{machine_config, RunArgs};
@@ -50,6 +51,9 @@ struct Vmm {
     name: String,
     dir: PathBuf,
     controller: Arc<VmController>,
+    snapshots: Snapshots,
+    /// The long operation under way (`GET /progress`).
+    progress: Arc<Mutex<Progress>>,
     exit: Arc<Exit>,
 }
 
@@ -76,6 +80,8 @@ pub fn run(args: VmmArgs) -> Result<ExitCode> {
         name: name.clone(),
         dir: dir.clone(),
         controller: controller.clone(),
+        snapshots: Snapshots::new(controller.clone()),
+        progress: Arc::default(),
         exit: exit.clone(),
     });
     let server = keel_api::serve(&dir.join("api.sock"), api)?;
@@ -336,6 +342,91 @@ impl VmApi for Vmm {
     fn attach_console(&self) -> Result<ConsoleAttachment, ApiError> {
         let (output, input) = self.controller.console().attach();
         Ok(ConsoleAttachment { output, input: Box::new(input) })
+    }
+
+    fn create_snapshot(&self, params: SnapshotCreateParams) -> Result<SnapshotCreated, ApiError> {
+        let kind = match params.snapshot_type {
+            SnapshotType::Full => SnapshotKind::Full,
+            SnapshotType::Diff => SnapshotKind::Diff,
+        };
+        let dir = PathBuf::from(&params.snapshot_path);
+        let _op = self.begin("snapshot")?;
+        let started = Instant::now();
+        let report = self
+            .snapshots
+            .create(&dir, kind, params.leave_paused, |done, total| self.report(done, total))
+            .map_err(snapshot_error)?;
+        eprintln!(
+            "keel: VM {}: {kind:?} snapshot in {}: {} MiB of memory written in {:.2} s, guest paused {} ms",
+            self.name,
+            report.dir.display(),
+            report.memory_bytes >> 20,
+            started.elapsed().as_secs_f64(),
+            report.paused.as_millis()
+        );
+        Ok(SnapshotCreated {
+            snapshot_path: report.dir.display().to_string(),
+            snapshot_type: params.snapshot_type,
+            memory_bytes: report.memory_bytes,
+            pages: report.pages,
+            paused_ms: report.paused.as_millis() as u64,
+        })
+    }
+
+    fn load_snapshot(&self, params: SnapshotLoadParams) -> Result<(), ApiError> {
+        let _op = self.begin("restore")?;
+        let dir = PathBuf::from(&params.snapshot_path);
+        let result = self.snapshots.load(&dir, !params.resume_vm);
+        if let Err(SnapshotError::Control(ControlError::Start(_))) = &result {
+            // As a failed boot: nothing runs, the VMM goes away and the VM stays created.
+            self.exit.give_up();
+        }
+        result.map_err(snapshot_error)?;
+        eprintln!("keel: VM {}: restored from {}", self.name, dir.display());
+        Ok(())
+    }
+
+    fn progress(&self) -> Result<Progress, ApiError> {
+        Ok(self.progress.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
+/// Clears the progress when a long operation ends.
+struct Operation<'a>(&'a Mutex<Progress>);
+
+impl Drop for Operation<'_> {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Progress::default();
+    }
+}
+
+impl Vmm {
+    /// Starts a long operation; one at a time.
+    fn begin(&self, operation: &str) -> Result<Operation<'_>, ApiError> {
+        let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(other) = &progress.operation {
+            return Err(ApiError::bad_request(format!(
+                "cannot start a {operation}: a {other} is under way (GET /progress)"
+            )));
+        }
+        *progress = Progress { operation: Some(operation.to_string()), ..Progress::default() };
+        Ok(Operation(&self.progress))
+    }
+
+    fn report(&self, done: u64, total: u64) {
+        let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        progress.done_bytes = done;
+        progress.total_bytes = total;
+    }
+}
+
+/// A snapshot error as an API answer: what the client asked for does not fit (the VM's
+/// state, a bad or unwritable snapshot directory) is a 400, as is a snapshot that does not
+/// match this VM; keel's own failures are 500s.
+fn snapshot_error(e: SnapshotError) -> ApiError {
+    match e {
+        SnapshotError::Control(c) => api_error(c),
+        other => ApiError::bad_request(other.to_string()),
     }
 }
 

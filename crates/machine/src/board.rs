@@ -88,6 +88,9 @@ pub enum MachineError {
     FirmwareTooLarge { path: PathBuf, len: usize },
     #[error("firmware {path}: the file is empty")]
     FirmwareEmpty { path: PathBuf },
+    /// A saved machine state that does not fit the machine built from the VM file.
+    #[error("cannot restore the {part} state: {detail}")]
+    State { part: &'static str, detail: String },
 }
 
 /// A built machine, ready to run.
@@ -98,10 +101,18 @@ pub struct Machine {
     pub clock: Arc<Clock>,
     /// The virtio devices, in slot order.
     pub virtio: Vec<Arc<MmioTransport>>,
+    pub(crate) aclint: Arc<Aclint>,
+    pub(crate) plic: Arc<Plic>,
+    pub(crate) rtc: Arc<Rtc>,
+    pub(crate) syscon: Arc<Syscon>,
+    pub(crate) sbi: Arc<Sbi>,
+    bus: Arc<PlatformBus>,
     signals: Vec<Arc<HartSignals>>,
-    vcpus: Vec<SoftVcpu>,
-    events: Arc<EventLoop>,
+    pub(crate) vcpus: Vec<SoftVcpu>,
+    pub(crate) events: Arc<EventLoop>,
     io_thread: Option<std::thread::JoinHandle<()>>,
+    /// Where the virtio devices sit, for the device tree of a fresh boot.
+    slots: Vec<fdt::VirtioSlot>,
 }
 
 /// Drives one of a hart's interrupt wires.
@@ -171,15 +182,28 @@ fn load_segments(ram: &GuestRam, image: &KernelImage<'_>) -> Result<(), MemoryEr
 }
 
 impl Machine {
+    /// Builds a machine and loads the boot image: the guest starts from its first
+    /// instruction.
     pub fn build(cfg: &MachineConfig, console: ConsoleSink) -> Result<Machine, MachineError> {
+        let mem_size = cfg.memory_mib.saturating_mul(1 << 20);
+        let ram = GuestRam::new(fdt::RAM_BASE, mem_size)
+            .map_err(|source| MachineError::Memory { mib: cfg.memory_mib, source })?;
+        let mut machine = Machine::assemble(cfg, console, Arc::new(ram))?;
+        machine.load_boot_image(cfg)?;
+        Ok(machine)
+    }
+
+    /// The machine's RAM, devices and harts, with nothing loaded: a fresh boot loads the
+    /// boot image next, a restore puts a snapshot's state in. `ram` must hold
+    /// `cfg.memory_mib` MiB at [`fdt::RAM_BASE`].
+    pub(crate) fn assemble(
+        cfg: &MachineConfig,
+        console: ConsoleSink,
+        ram: Arc<GuestRam>,
+    ) -> Result<Machine, MachineError> {
         if cfg.vcpus == 0 || cfg.vcpus > MAX_VCPUS {
             return Err(MachineError::Vcpus(cfg.vcpus));
         }
-        let mem_size = cfg.memory_mib.saturating_mul(1 << 20);
-        let ram = Arc::new(
-            GuestRam::new(fdt::RAM_BASE, mem_size)
-                .map_err(|source| MachineError::Memory { mib: cfg.memory_mib, source })?,
-        );
         let harts = cfg.vcpus as usize;
         let signals: Vec<_> = (0..harts).map(|_| Arc::new(HartSignals::new())).collect();
         let power = Arc::new(PowerLatch::new(signals.clone()));
@@ -203,11 +227,11 @@ impl Machine {
         let rtc = Arc::new(Rtc::new(plic.source(fdt::RTC_IRQ)));
         let syscon = Arc::new(Syscon::new(power.clone()));
         let mut windows = vec![
-            window(fdt::CLINT_BASE, 0x1_0000, aclint),
+            window(fdt::CLINT_BASE, 0x1_0000, aclint.clone()),
             window(fdt::PLIC_BASE, 0x60_0000, plic.clone()),
             window(fdt::UART_BASE, keel_devices::uart::UART_SIZE, uart.clone()),
-            window(fdt::SYSCON_BASE, 0x1000, syscon),
-            window(fdt::RTC_BASE, 0x1000, rtc),
+            window(fdt::SYSCON_BASE, 0x1000, syscon.clone()),
+            window(fdt::RTC_BASE, 0x1000, rtc.clone()),
         ];
 
         // Paravirtual devices, served by one I/O thread for the whole machine.
@@ -239,17 +263,52 @@ impl Machine {
                 .map_err(MachineError::Io)?
         };
 
-        // The boot image.
+        // With keel's SBI, only hart 0 starts; the kernel starts the others through HSM.
+        // Firmware and bare-metal programs get every hart at once and sort them out themselves.
+        let hsm = Arc::new(Hsm::new(harts, |h| h == 0 || cfg.firmware != Firmware::Sbi));
+        let sbi =
+            Arc::new(Sbi::new(signals.clone(), hsm, power.clone(), console.clone(), ram.clone()));
+        let bus: Arc<PlatformBus> =
+            Arc::new(PlatformBus::new(ram.clone(), clock.clone(), windows, power.clone(), console));
+        let mut vcpus = Vec::new();
+        for (id, s) in signals.iter().enumerate() {
+            let mut cpu = Cpu::new(Hart::new(id as u64, ram.clone(), bus.clone(), s.clone()));
+            cpu.hart_mut().set_max_paging_mode(SATP_SV48);
+            vcpus.push(SoftVcpu::new(cpu, sbi.clone(), power.clone()));
+        }
+        Ok(Machine {
+            ram,
+            uart,
+            power,
+            clock,
+            virtio,
+            aclint,
+            plic,
+            rtc,
+            syscon,
+            sbi,
+            bus,
+            signals,
+            vcpus,
+            events,
+            io_thread: Some(io_thread),
+            slots,
+        })
+    }
+
+    /// Loads the kernel, initrd, device tree and firmware, and points every hart at the
+    /// entry with the Linux boot protocol's registers.
+    fn load_boot_image(&mut self, cfg: &MachineConfig) -> Result<(), MachineError> {
+        let ram = self.ram.clone();
         let kernel_bytes = read("kernel", &cfg.kernel)?;
         let kernel = parse_kernel(&kernel_bytes, ram.base(), ram.size()).map_err(|source| {
             MachineError::Load { what: "kernel", path: cfg.kernel.clone(), source }
         })?;
         let memory_error = |source| MachineError::Memory { mib: cfg.memory_mib, source };
         load_segments(&ram, &kernel).map_err(memory_error)?;
-        let mut htif = None;
         if cfg.firmware == Firmware::None {
             if let Some(tohost) = kernel.tohost {
-                htif = Some(Htif { tohost, fromhost: kernel.fromhost });
+                self.bus.set_htif(Htif { tohost, fromhost: kernel.fromhost });
             }
         }
         let mut reserved_top = kernel.image_end;
@@ -274,7 +333,7 @@ impl Machine {
             isa: ISA_STRING.to_string(),
             isa_extensions: ISA_EXTENSIONS.iter().map(|s| s.to_string()).collect(),
             mmu_type: "riscv,sv48".to_string(),
-            virtio: slots,
+            virtio: self.slots.clone(),
         };
         // The blob's size doesn't depend on the initrd addresses, so size it first.
         let fdt_len = build_fdt(&fdt_cfg)?.len() as u64;
@@ -289,49 +348,28 @@ impl Machine {
         let blob = build_fdt(&fdt_cfg)?;
         ram.write_slice(fdt_addr, &blob).map_err(memory_error)?;
 
-        // With keel's SBI, only hart 0 starts; the kernel starts the others through HSM.
-        // Firmware and bare-metal programs get every hart at once and sort them out themselves.
-        let hsm = Arc::new(Hsm::new(harts, |h| h == 0 || cfg.firmware != Firmware::Sbi));
-        let sbi =
-            Arc::new(Sbi::new(signals.clone(), hsm, power.clone(), console.clone(), ram.clone()));
-        let bus: Arc<PlatformBus> = Arc::new(PlatformBus::new(
-            ram.clone(),
-            clock.clone(),
-            windows,
-            htif,
-            power.clone(),
-            console,
-        ));
-        let mut vcpus = Vec::new();
-        for (id, s) in signals.iter().enumerate() {
-            let mut cpu = Cpu::new(Hart::new(id as u64, ram.clone(), bus.clone(), s.clone()));
+        let fw_info = match cfg.firmware {
+            Firmware::Path(_) => {
+                Some(write_fw_dynamic_info(&ram, kernel.entry).map_err(memory_error)?)
+            }
+            _ => None,
+        };
+        for (id, vcpu) in self.vcpus.iter_mut().enumerate() {
+            let cpu = vcpu.cpu_mut();
             let (prv, sbi_mode) = match cfg.firmware {
                 Firmware::Sbi => (Privilege::Supervisor, true),
                 _ => (Privilege::Machine, false),
             };
             cpu.reset(entry, prv, sbi_mode);
             let hart = cpu.hart_mut();
-            hart.set_max_paging_mode(SATP_SV48);
             // Linux boot protocol: a0 = hart id, a1 = device tree (Documentation/arch/riscv/boot.rst).
             hart.set_x(10, id as u64);
             hart.set_x(11, fdt_addr);
-            if let Firmware::Path(_) = cfg.firmware {
-                let info = write_fw_dynamic_info(&ram, kernel.entry).map_err(memory_error)?;
+            if let Some(info) = fw_info {
                 hart.set_x(12, info);
             }
-            vcpus.push(SoftVcpu::new(cpu, sbi.clone(), power.clone()));
         }
-        Ok(Machine {
-            ram,
-            uart,
-            power,
-            clock,
-            virtio,
-            signals,
-            vcpus,
-            events,
-            io_thread: Some(io_thread),
-        })
+        Ok(())
     }
 
     /// Hands the vCPUs to the VMM's threads.

@@ -2,7 +2,7 @@
 //! HTIF words of bare-metal programs.
 
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use keel_cpu::Bus;
 use keel_devices::{Clock, MmioDevice, TIMEBASE_HZ};
@@ -30,7 +30,8 @@ pub struct PlatformBus {
     ram: Arc<GuestRam>,
     clock: Arc<Clock>,
     windows: Vec<Window>,
-    htif: Option<Htif>,
+    /// Set once, when a bare-metal program is loaded, before any hart runs.
+    htif: OnceLock<Htif>,
     power: Arc<PowerLatch>,
     console: ConsoleSink,
 }
@@ -40,12 +41,16 @@ impl PlatformBus {
         ram: Arc<GuestRam>,
         clock: Arc<Clock>,
         mut windows: Vec<Window>,
-        htif: Option<Htif>,
         power: Arc<PowerLatch>,
         console: ConsoleSink,
     ) -> PlatformBus {
         windows.sort_by_key(|w| w.base);
-        PlatformBus { ram, clock, windows, htif, power, console }
+        PlatformBus { ram, clock, windows, htif: OnceLock::new(), power, console }
+    }
+
+    /// Makes the program's HTIF words the bus's; only the first call counts.
+    pub fn set_htif(&self, htif: Htif) {
+        let _ = self.htif.set(htif);
     }
 
     fn window(&self, addr: u64) -> Option<&Window> {
@@ -55,7 +60,7 @@ impl PlatformBus {
     }
 
     fn htif_page(&self) -> Option<u64> {
-        self.htif.as_ref().map(|h| h.tohost >> 12)
+        self.htif.get().map(|h| h.tohost >> 12)
     }
 
     fn htif_command(&self, value: u64) {
@@ -105,7 +110,7 @@ impl Bus for PlatformBus {
     }
 
     fn write(&self, _hart: usize, addr: u64, size: u8, value: u64) -> bool {
-        if let Some(htif) = &self.htif {
+        if let Some(htif) = self.htif.get() {
             if addr >> 12 == htif.tohost >> 12 {
                 if !ram_write(&self.ram, addr, size, value) {
                     return false;

@@ -9,6 +9,7 @@
 //! * [`power`]: the guest's power-off / reboot / exit requests.
 //! * [`vcpu`]: the vCPU interface the VMM drives, and the software vCPU behind it.
 //! * [`metrics`]: what the vCPUs and devices did, read while the machine runs.
+//! * [`snapshot`]: a paused machine's state as data, and a machine restored from it.
 
 pub mod board;
 pub mod bus;
@@ -18,11 +19,13 @@ pub mod loader;
 pub mod metrics;
 pub mod power;
 pub mod sbi;
+pub mod snapshot;
 pub mod vcpu;
 
 pub use board::{Firmware, Machine, MachineConfig, MachineError, VirtioConfig};
-pub use keel_cpu::{HartSignals, HartStats, SbiExtension};
+pub use keel_cpu::{HartSignals, HartState, HartStats, SbiExtension};
 pub use metrics::DeviceCounters;
 pub use power::{GuestExit, PowerLatch};
 pub use sbi::ConsoleSink;
+pub use snapshot::MachineState;
 pub use vcpu::{SoftVcpu, Vcpu, VcpuExit};

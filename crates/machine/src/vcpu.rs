@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use keel_cpu::{consts::cause, Cpu, Exit, HartSignals, Privilege};
+use keel_cpu::{consts::cause, Cpu, Exit, HartSignals, HartState, Privilege, StateError};
 
 use crate::power::{GuestExit, PowerLatch};
 use crate::sbi::{Sbi, SbiAction};
@@ -55,6 +55,24 @@ pub struct SoftVcpu {
 impl SoftVcpu {
     pub fn new(cpu: Cpu, sbi: Arc<Sbi>, power: Arc<PowerLatch>) -> SoftVcpu {
         SoftVcpu { cpu, sbi, power, awaited_fences: Vec::new() }
+    }
+
+    /// The CPU, to load a boot image into it.
+    pub(crate) fn cpu_mut(&mut self) -> &mut Cpu {
+        &mut self.cpu
+    }
+
+    /// The hart's architectural state, for a snapshot. Call it between two [`Vcpu::run`]s.
+    /// Remote fences the hart still waits for are not part of it: a restored machine's harts
+    /// start with empty TLBs, which is all a fence asks for.
+    pub fn save_state(&self) -> HartState {
+        self.cpu.save_state()
+    }
+
+    /// Puts back what [`SoftVcpu::save_state`] returned (on a freshly built machine).
+    pub fn restore_state(&mut self, state: &HartState) -> Result<(), StateError> {
+        self.awaited_fences.clear();
+        self.cpu.restore_state(state)
     }
 
     fn index(&self) -> usize {

@@ -1,20 +1,49 @@
 //! Guest RAM for keel.
 //!
-//! One contiguous guest-physical RAM region backed by an anonymous private mapping from
-//! `vm-memory` (`MAP_NORESERVE`: pages are only allocated when the guest touches them, so a VM
-//! can be given more memory than it uses). The CPU reaches RAM through raw host addresses on
-//! its fast path; this crate is where that pointer arithmetic is justified, so `unsafe` stays
-//! here and in the CPU's TLB fast path.
+//! One contiguous guest-physical RAM region, mapped through `vm-memory` in one of two ways:
+//!
+//! * [`GuestRam::new`]: an anonymous private mapping (`MAP_NORESERVE`: pages are only
+//!   allocated when the guest touches them, so a VM can be given more memory than it uses);
+//! * [`GuestRam::from_file`]: a private copy-on-write mapping of a file (a snapshot's memory
+//!   image). Restoring copies nothing, pages are read from the file when first touched, and
+//!   every VM mapping one file shares the pages it has not written through the page cache.
+//!
+//! The CPU reaches RAM through raw host addresses on its fast path; this crate is where that
+//! pointer arithmetic is justified, so `unsafe` stays here and in the CPU's TLB fast path.
+//!
+//! Every RAM page has a flags byte ([`GuestRam::page_flags`]) that the CPU's store fast path
+//! reads on every store; a nonzero byte sends the store to the slow path, which calls
+//! [`GuestRam::note_hart_write`]. Two bits are used: [`FLAG_CODE`] (a hart holds decoded code
+//! from the page, so it must drop it) and [`FLAG_CLEAN`] (dirty-page tracking is on and the
+//! page was not written in the current round; see [`GuestRam::start_dirty_tracking`]).
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+mod dirty;
+mod file;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use thiserror::Error;
-pub use vm_memory::GuestMemoryMmap;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
+use vm_memory::mmap::{MmapRegion, MmapRegionBuilder};
+use vm_memory::{Bytes, GuestAddress, GuestRegionMmap};
+
+pub use dirty::{DirtyPages, DirtyPagesIter, RamWriter, Running};
+pub use vm_memory::bitmap::AtomicBitmap;
+
+/// vm-memory's view of guest RAM (see [`GuestRam::memory`]). Its regions carry vm-memory's
+/// dirty bitmap, which marks every write made through vm-memory's `Bytes` and volatile-slice
+/// APIs (virtio-queue's used-ring updates among them), so dirty-page tracking sees device
+/// writes without the devices doing anything.
+pub type GuestMemoryMmap = vm_memory::GuestMemoryMmap<AtomicBitmap>;
 
 /// Size of a guest page as the RISC-V MMU sees it (privileged spec §12.3, 4 KiB base pages).
 pub const PAGE_SIZE: u64 = 4096;
+
+/// Page flag: some hart holds decoded code from the page; stores must tell it.
+pub const FLAG_CODE: u8 = 1 << 0;
+/// Page flag: dirty-page tracking is on and the page was not written in the current round;
+/// the first store to it must mark it dirty (by clearing this bit).
+pub const FLAG_CLEAN: u8 = 1 << 1;
 
 #[derive(Debug, Error)]
 pub enum MemoryError {
@@ -28,6 +57,17 @@ pub enum MemoryError {
     Map { size: u64, reason: String },
     #[error("guest address range {addr:#x}+{len:#x} is outside guest RAM")]
     Outside { addr: u64, len: u64 },
+    #[error("the memory file offset {0:#x} is not a multiple of the 4 KiB page size")]
+    FileOffset(u64),
+    #[error(
+        "the memory file is too short: guest memory needs its bytes up to {need} \
+         (offset + size), but it holds only {len} bytes"
+    )]
+    FileTooShort { need: u64, len: u64 },
+    #[error("the memory file cannot be used: {0}")]
+    File(String),
+    #[error("cannot read {path}: {reason}")]
+    Proc { path: &'static str, reason: String },
 }
 
 /// Told when RAM that harts decoded code from is overwritten, so they drop that code.
@@ -37,11 +77,12 @@ pub trait CodeObserver: Send + Sync {
     fn code_overwritten(&self, page_addr: u64, harts: u64);
 }
 
-/// Which harts hold decoded code from each RAM page. Any store to such a page, by a hart or by
-/// a device, must make those harts drop it: the CPU's store fast path checks the page's flag,
-/// and device writes go through [`GuestRam::write_slice`] or [`GuestRam::note_write`].
+/// Per-page flags and which harts hold decoded code from each RAM page. Any store to a code
+/// page, by a hart or by a device, must make those harts drop it: the CPU's store fast path
+/// checks the page's flags, and device writes go through [`GuestRam::write_slice`] or
+/// [`GuestRam::note_write`].
 struct CodeMap {
-    /// Per page: nonzero while some hart holds code from it (the byte the fast path reads).
+    /// Per page: [`FLAG_CODE`] | [`FLAG_CLEAN`] (the byte the fast path reads).
     flags: Arc<[AtomicU8]>,
     /// Per page: bit h set while hart h holds code from it.
     harts: Box<[AtomicU64]>,
@@ -50,11 +91,17 @@ struct CodeMap {
 
 /// The guest's RAM.
 pub struct GuestRam {
-    mem: GuestMemoryMmap<()>,
+    mem: GuestMemoryMmap,
+    /// The mapping `mem` is made of (for its dirty bitmap).
+    region: Arc<MmapRegion<AtomicBitmap>>,
     base: u64,
     size: u64,
     host: usize,
     code: CodeMap,
+    dirty: dirty::DirtyLog,
+    /// Some of RAM still maps a file (false for anonymous RAM, and once a discard of all of
+    /// RAM replaced the file mapping; see `file.rs`).
+    file_backed: AtomicBool,
 }
 
 /// Primitive values the CPU moves between registers and RAM.
@@ -74,47 +121,89 @@ impl Prim for u64 {
     const SIZE: usize = 8;
 }
 
+/// Checks a RAM range; returns its size as a host length.
+fn check_range(base: u64, size: u64) -> Result<usize, MemoryError> {
+    if size == 0 || size % PAGE_SIZE != 0 {
+        return Err(MemoryError::BadSize(size));
+    }
+    // RISC-V physical addresses are at most 56 bits wide (privileged spec §12.4, Sv39 PPN).
+    let end = base.checked_add(size).ok_or(MemoryError::OutOfRange { base, size })?;
+    if end > 1 << 56 || base % PAGE_SIZE != 0 {
+        return Err(MemoryError::OutOfRange { base, size });
+    }
+    usize::try_from(size).map_err(|_| MemoryError::OutOfRange { base, size })
+}
+
+/// A mapping builder for `len` bytes of RAM with a dirty bitmap of one bit per guest page.
+fn region_builder(len: usize) -> MmapRegionBuilder<AtomicBitmap> {
+    const PAGE: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(PAGE_SIZE as usize) {
+        Some(p) => p,
+        None => unreachable!(),
+    };
+    MmapRegionBuilder::new_with_bitmap(len, AtomicBitmap::new(len, PAGE))
+        .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+}
+
 impl GuestRam {
     /// Maps `size` bytes of guest RAM at guest-physical `base`. Nothing is allocated yet.
     pub fn new(base: u64, size: u64) -> Result<Self, MemoryError> {
-        if size == 0 || size % PAGE_SIZE != 0 {
-            return Err(MemoryError::BadSize(size));
-        }
-        // RISC-V physical addresses are at most 56 bits wide (privileged spec §12.4, Sv39 PPN).
-        let end = base.checked_add(size).ok_or(MemoryError::OutOfRange { base, size })?;
-        if end > 1 << 56 || base % PAGE_SIZE != 0 {
-            return Err(MemoryError::OutOfRange { base, size });
-        }
-        let len = usize::try_from(size).map_err(|_| MemoryError::OutOfRange { base, size })?;
-        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(base), len)])
+        let len = check_range(base, size)?;
+        let region = region_builder(len)
+            .with_mmap_flags(libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_PRIVATE)
+            .build()
             .map_err(|e| MemoryError::Map { size: size >> 20, reason: e.to_string() })?;
-        let host = mem
-            .get_host_address(GuestAddress(base))
-            .map_err(|e| MemoryError::Map { size: size >> 20, reason: e.to_string() })?
-            as usize;
+        Self::from_region(base, size, region, false)
+    }
+
+    fn from_region(
+        base: u64,
+        size: u64,
+        region: MmapRegion<AtomicBitmap>,
+        file_backed: bool,
+    ) -> Result<Self, MemoryError> {
+        let region = Arc::new(region);
+        let host = region.as_ptr() as usize;
+        let guest = GuestRegionMmap::with_arc(region.clone(), GuestAddress(base))
+            .ok_or(MemoryError::OutOfRange { base, size })?;
+        let mem = GuestMemoryMmap::from_regions(vec![guest])
+            .map_err(|e| MemoryError::Map { size: size >> 20, reason: e.to_string() })?;
         let pages = (size / PAGE_SIZE) as usize;
         let code = CodeMap {
             flags: (0..pages).map(|_| AtomicU8::new(0)).collect(),
             harts: (0..pages).map(|_| AtomicU64::new(0)).collect(),
             observer: OnceLock::new(),
         };
-        Ok(GuestRam { mem, base, size, host, code })
+        Ok(GuestRam {
+            mem,
+            region,
+            base,
+            size,
+            host,
+            code,
+            dirty: dirty::DirtyLog::new(),
+            file_backed: AtomicBool::new(file_backed),
+        })
     }
 
-    /// The vm-memory view of RAM, for crates built on it (virtio-queue). Writes through it must
-    /// be followed by [`GuestRam::note_write`] for the written range, unless they only touch
-    /// virtqueue rings (which never hold code).
-    pub fn memory(&self) -> &GuestMemoryMmap<()> {
+    /// The vm-memory view of RAM, for crates built on it (virtio-queue). Writes through it
+    /// are seen by dirty-page tracking (vm-memory's bitmap marks them) but not by code
+    /// invalidation: follow them with [`GuestRam::note_write`] for the written range, unless
+    /// they only touch virtqueue rings (which never hold code). Writes through raw pointers
+    /// taken from it (`as_ptr`, `get_host_address`) are seen by neither: note them too.
+    pub fn memory(&self) -> &GuestMemoryMmap {
         &self.mem
     }
 
-    /// The host address of the first byte of RAM (page-aligned).
+    /// The host address of the first byte of RAM (page-aligned). It never changes.
     pub fn host_base(&self) -> usize {
         self.host
     }
 
-    /// The per-page "holds decoded code" flags, indexed by `(host address - host_base) >> 12`.
-    pub fn code_flags(&self) -> Arc<[AtomicU8]> {
+    /// The per-page flags ([`FLAG_CODE`], [`FLAG_CLEAN`]), indexed by
+    /// `(host address - host_base) >> 12`. A store that finds its page's byte zero may write
+    /// RAM directly, provided the storing thread is a busy [`RamWriter`]; otherwise it must
+    /// call [`GuestRam::note_hart_write`] after writing.
+    pub fn page_flags(&self) -> Arc<[AtomicU8]> {
         self.code.flags.clone()
     }
 
@@ -127,7 +216,7 @@ impl GuestRam {
     pub fn mark_code(&self, page_addr: u64, hart: u64) {
         if let Some(i) = self.page_index(page_addr) {
             self.code.harts[i].fetch_or(1 << (hart & 63), Ordering::SeqCst);
-            self.code.flags[i].store(1, Ordering::SeqCst);
+            self.code.flags[i].fetch_or(FLAG_CODE, Ordering::SeqCst);
             // The decoder reads the page after this; a store that checked the flag before
             // this fence may still slip through, which only a guest racing to modify code
             // another hart is fetching for the first time can observe.
@@ -135,9 +224,26 @@ impl GuestRam {
         }
     }
 
-    /// RAM in `[addr, addr + len)` was just written: harts holding code from those pages are
-    /// told to drop it. Returns true when any page held code.
+    /// RAM in `[addr, addr + len)` was just written (by a device, or any thread that is not
+    /// a busy [`RamWriter`]): harts holding code from those pages are told to drop it, and
+    /// dirty-page tracking marks the pages. Returns true when any page held code.
     pub fn note_write(&self, addr: u64, len: u64) -> bool {
+        // Orders the write before the flag loads in `note_pages`, against the SeqCst
+        // read-modify-writes with which `take_dirty_pages` starts a round: either this thread
+        // sees the page's FLAG_CLEAN (and marks the page dirty in the new round), or the
+        // taker sees the write (see `dirty.rs`).
+        std::sync::atomic::fence(Ordering::SeqCst);
+        self.note_pages(addr, len)
+    }
+
+    /// As [`GuestRam::note_write`], for a write by a thread that is a busy [`RamWriter`] (a
+    /// hart's slow path, AMOs, page-table A/D updates), which `take_dirty_pages` waits for.
+    #[inline]
+    pub fn note_hart_write(&self, addr: u64, len: u64) -> bool {
+        self.note_pages(addr, len)
+    }
+
+    fn note_pages(&self, addr: u64, len: u64) -> bool {
         if len == 0 {
             return false;
         }
@@ -147,10 +253,15 @@ impl GuestRam {
         };
         let mut any = false;
         for i in first..=last {
-            if self.code.flags[i].load(Ordering::Relaxed) == 0 {
+            let seen = self.code.flags[i].load(Ordering::Relaxed);
+            if seen == 0 {
                 continue;
             }
-            self.code.flags[i].store(0, Ordering::SeqCst);
+            // Clearing FLAG_CLEAN is what marks the page dirty; it must come after the write.
+            let old = self.code.flags[i].fetch_and(!(FLAG_CODE | FLAG_CLEAN), Ordering::SeqCst);
+            if (old | seen) & FLAG_CODE == 0 {
+                continue;
+            }
             let harts = self.code.harts[i].swap(0, Ordering::SeqCst);
             if harts != 0 {
                 any = true;
@@ -213,6 +324,18 @@ impl GuestRam {
             .map_err(|_| MemoryError::Outside { addr, len: buf.len() as u64 })
     }
 
+    /// All of RAM as bytes, for writing a snapshot of a stopped VM.
+    ///
+    /// # Safety
+    /// Nothing may write or discard guest RAM while the returned borrow lives (no hart runs,
+    /// no device touches guest memory): Rust requires the bytes behind a `&[u8]` not to change.
+    pub unsafe fn frozen_bytes(&self) -> &[u8] {
+        // SAFETY: the mapping is `size` bytes at `host` (checked to fit a usize when it was
+        // made) and lives as long as self; the caller promises that nothing writes it while
+        // the slice lives.
+        unsafe { std::slice::from_raw_parts(self.host as *const u8, self.size as usize) }
+    }
+
     /// Reads a little-endian value at guest-physical `addr` (any alignment), or `None` outside RAM.
     #[inline]
     pub fn load<T: Prim>(&self, addr: u64) -> Option<T> {
@@ -223,9 +346,21 @@ impl GuestRam {
         Some(unsafe { load_host_unaligned::<T>(self.host + (addr - self.base) as usize) })
     }
 
-    /// Writes a little-endian value at guest-physical `addr` (any alignment); false outside RAM.
+    /// Writes a little-endian value at guest-physical `addr` (any alignment) and notes the
+    /// write (see [`GuestRam::note_write`]); false outside RAM.
     #[inline]
     pub fn store<T: Prim>(&self, addr: u64, value: T) -> bool {
+        if !self.store_unnoted(addr, value) {
+            return false;
+        }
+        self.note_write(addr, T::SIZE as u64);
+        true
+    }
+
+    /// Writes a value like [`GuestRam::store`] but leaves noting the write to the caller (the
+    /// CPU's slow path, which calls [`GuestRam::note_hart_write`] itself).
+    #[inline]
+    pub fn store_unnoted<T: Prim>(&self, addr: u64, value: T) -> bool {
         if !self.contains(addr, T::SIZE as u64) {
             return false;
         }
@@ -234,7 +369,9 @@ impl GuestRam {
         true
     }
 
-    /// The naturally aligned 32-bit word at `addr` as an atomic, for AMOs and LR/SC.
+    /// The naturally aligned 32-bit word at `addr` as an atomic, for AMOs and LR/SC. A write
+    /// through it must be followed by [`GuestRam::note_write`] or
+    /// [`GuestRam::note_hart_write`].
     pub fn atomic_u32(&self, addr: u64) -> Option<&AtomicU32> {
         if addr % 4 != 0 || !self.contains(addr, 4) {
             return None;
@@ -245,7 +382,8 @@ impl GuestRam {
         Some(unsafe { AtomicU32::from_ptr((self.host + (addr - self.base) as usize) as *mut u32) })
     }
 
-    /// The naturally aligned 64-bit word at `addr` as an atomic, for AMOs, LR/SC and PTE updates.
+    /// The naturally aligned 64-bit word at `addr` as an atomic, for AMOs, LR/SC and PTE
+    /// updates. Writes through it must be noted as for [`GuestRam::atomic_u32`].
     pub fn atomic_u64(&self, addr: u64) -> Option<&AtomicU64> {
         if addr % 8 != 0 || !self.contains(addr, 8) {
             return None;
@@ -257,38 +395,6 @@ impl GuestRam {
     /// Gives every page back to the host; RAM reads as zero afterwards (reboot, reset).
     pub fn discard_all(&self) {
         self.discard(self.base, self.size);
-    }
-
-    /// Gives the pages of `[addr, addr + len)` back to the host; they read as zero afterwards.
-    pub fn discard(&self, addr: u64, len: u64) {
-        if !self.contains(addr, len) || addr % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
-            return;
-        }
-        self.note_write(addr, len);
-        // SAFETY: the range is page aligned and inside our private anonymous mapping;
-        // MADV_DONTNEED on such a mapping only replaces its pages with zero-fill-on-demand ones.
-        unsafe {
-            libc::madvise(
-                (self.host + (addr - self.base) as usize) as *mut libc::c_void,
-                len as usize,
-                libc::MADV_DONTNEED,
-            );
-        }
-    }
-
-    /// Number of bytes of guest RAM the host has actually allocated (resident).
-    pub fn resident_bytes(&self) -> u64 {
-        let region = self.size;
-        let pages = region.div_ceil(PAGE_SIZE);
-        let mut vec = vec![0u8; pages as usize];
-        // SAFETY: mincore reads the residency of our own mapping into a buffer of one byte per page.
-        let rc = unsafe {
-            libc::mincore(self.host as *mut libc::c_void, region as usize, vec.as_mut_ptr())
-        };
-        if rc != 0 {
-            return 0;
-        }
-        vec.iter().filter(|b| **b & 1 != 0).count() as u64 * PAGE_SIZE
     }
 }
 
@@ -339,79 +445,8 @@ pub unsafe fn store_host_unaligned<T: Prim>(host_addr: usize, value: T) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const BASE: u64 = 0x8000_0000;
-
-    #[test]
-    fn loads_and_stores_round_trip_at_any_alignment() {
-        let ram = GuestRam::new(BASE, 1 << 20).unwrap();
-        assert!(ram.store::<u64>(BASE + 3, 0x1122_3344_5566_7788));
-        assert_eq!(ram.load::<u64>(BASE + 3), Some(0x1122_3344_5566_7788));
-        assert_eq!(ram.load::<u8>(BASE + 3), Some(0x88), "little endian");
-        assert_eq!(ram.load::<u16>(BASE + 4), Some(0x6677));
-    }
-
-    #[test]
-    fn accesses_outside_ram_are_refused() {
-        let ram = GuestRam::new(BASE, 1 << 20).unwrap();
-        assert_eq!(ram.load::<u32>(BASE - 4), None);
-        assert_eq!(ram.load::<u64>(BASE + (1 << 20) - 4), None, "straddles the end");
-        assert!(!ram.store::<u8>(BASE + (1 << 20), 1));
-        assert!(ram.write_slice(BASE + (1 << 20) - 2, &[1, 2, 3]).is_err());
-        assert!(ram.atomic_u64(BASE + 4).is_none(), "misaligned atomic");
-    }
-
-    #[test]
-    fn bad_sizes_are_rejected_with_a_reason() {
-        assert!(matches!(GuestRam::new(BASE, 0), Err(MemoryError::BadSize(0))));
-        assert!(matches!(GuestRam::new(BASE, 100), Err(MemoryError::BadSize(100))));
-        assert!(matches!(GuestRam::new(BASE, 1 << 60), Err(MemoryError::OutOfRange { .. })));
-    }
-
-    #[test]
-    fn memory_is_allocated_lazily_and_discard_returns_it() {
-        let ram = GuestRam::new(BASE, 64 << 20).unwrap();
-        assert!(ram.resident_bytes() < (1 << 20), "untouched RAM must not be resident");
-        for page in 0..256u64 {
-            ram.store::<u8>(BASE + page * PAGE_SIZE, 1);
-        }
-        assert!(ram.resident_bytes() >= 256 * PAGE_SIZE);
-        ram.discard_all();
-        assert!(ram.resident_bytes() < 256 * PAGE_SIZE);
-        assert_eq!(ram.load::<u8>(BASE), Some(0), "discarded pages read as zero");
-    }
-
-    #[derive(Default)]
-    struct Seen(std::sync::Mutex<Vec<(u64, u64)>>);
-    impl CodeObserver for Seen {
-        fn code_overwritten(&self, page_addr: u64, harts: u64) {
-            self.0.lock().unwrap().push((page_addr, harts));
-        }
-    }
-
-    #[test]
-    fn writes_to_code_pages_tell_the_harts_that_decoded_them() {
-        let ram = GuestRam::new(BASE, 1 << 20).unwrap();
-        let seen = Arc::new(Seen::default());
-        ram.set_code_observer(seen.clone());
-        ram.mark_code(BASE + 0x3000, 0);
-        ram.mark_code(BASE + 0x3000, 2);
-        assert_eq!(ram.code_flags()[3].load(Ordering::SeqCst), 1);
-        assert!(!ram.note_write(BASE + 0x1000, 0x2000), "pages 1 and 2 hold no code");
-        ram.write_slice(BASE + 0x2ffe, &[1, 2, 3, 4]).unwrap();
-        assert_eq!(*seen.0.lock().unwrap(), vec![(BASE + 0x3000, 0b101)]);
-        assert_eq!(ram.code_flags()[3].load(Ordering::SeqCst), 0, "told once, then clean");
-        assert!(!ram.note_write(BASE + 0x3000, 8));
-    }
-
-    #[test]
-    fn atomics_see_plain_stores() {
-        let ram = GuestRam::new(BASE, 1 << 16).unwrap();
-        ram.store::<u64>(BASE + 8, 41);
-        let a = ram.atomic_u64(BASE + 8).unwrap();
-        a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        assert_eq!(ram.load::<u64>(BASE + 8), Some(42));
-    }
-}
+mod dirty_tests;
+#[cfg(test)]
+mod file_tests;
+#[cfg(test)]
+mod tests;

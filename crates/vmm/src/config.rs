@@ -32,16 +32,16 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use keel_devices::virtio::config::{
     BalloonConfig, BlockConfig, DiskFormat, NetConfig, RateLimitConfig, VsockConfig,
 };
-use keel_machine::{Firmware, VirtioConfig};
+use keel_machine::{Firmware, MachineConfig, VirtioConfig};
 
 /// Keys of a VM file; every one is optional and unknown keys are errors.
-#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct VmFile {
     pub vcpus: Option<u32>,
@@ -53,15 +53,15 @@ pub struct VmFile {
     pub firmware: Option<String>,
     /// An entropy device (virtio-rng): the guest's /dev/hwrng reads the host's getrandom.
     pub rng: Option<bool>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub disk: Vec<DiskEntry>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub net: Vec<NetEntry>,
     pub vsock: Option<VsockEntry>,
     pub balloon: Option<BalloonEntry>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DiskEntry {
     pub path: PathBuf,
@@ -73,7 +73,7 @@ pub struct DiskEntry {
     pub rate_limit: RateLimitConfig,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NetEntry {
     pub tap: String,
@@ -82,14 +82,14 @@ pub struct NetEntry {
     pub rate_limit: RateLimitConfig,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct VsockEntry {
     pub cid: u64,
     pub uds: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BalloonEntry {
     /// MiB.
@@ -215,6 +215,60 @@ impl VmFile {
         Ok(())
     }
 
+    /// The VM file that describes `config` exactly: absolute paths, MAC addresses spelled
+    /// out, every value given. A snapshot carries it, so that the VM can be rebuilt anywhere
+    /// (and a clone can edit it: its own disks, MAC and vsock CID).
+    pub fn describing(config: &MachineConfig) -> VmFile {
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+        let mut vm = VmFile {
+            vcpus: Some(config.vcpus),
+            memory: Some(config.memory_mib),
+            kernel: Some(absolute(&config.kernel)),
+            initrd: config.initrd.as_deref().map(absolute),
+            cmdline: Some(config.cmdline.clone()),
+            firmware: Some(match &config.firmware {
+                Firmware::Sbi => "sbi".to_string(),
+                Firmware::None => "none".to_string(),
+                Firmware::Path(p) => absolute(p).to_string_lossy().into_owned(),
+            }),
+            ..VmFile::default()
+        };
+        for device in &config.virtio {
+            match device {
+                VirtioConfig::Block(b) => vm.disk.push(DiskEntry {
+                    path: absolute(&b.path),
+                    read_only: b.read_only,
+                    format: b.format,
+                    serial: b.serial.clone(),
+                    rate_limit: b.rate_limit,
+                }),
+                VirtioConfig::Net(n) => vm.net.push(NetEntry {
+                    tap: n.tap.clone(),
+                    mac: Some(format_mac(&n.mac)),
+                    rate_limit: n.rate_limit,
+                }),
+                VirtioConfig::Rng => vm.rng = Some(true),
+                VirtioConfig::Vsock(v) => {
+                    vm.vsock = Some(VsockEntry { cid: v.guest_cid, uds: absolute(&v.uds_path) })
+                }
+                VirtioConfig::Balloon(b) => {
+                    vm.balloon = Some(BalloonEntry {
+                        target: b.target_mib,
+                        stats_interval: b.stats_interval_s,
+                        free_page_reporting: b.free_page_reporting,
+                    })
+                }
+            }
+        }
+        vm
+    }
+
+    /// The VM file as TOML text.
+    pub fn to_toml(&self) -> String {
+        // Every field is a plain value, a table or an array of tables: this cannot fail.
+        toml::to_string(self).unwrap_or_default()
+    }
+
     /// Applies `other`'s values over these (command-line flags over the file).
     pub fn merge(&mut self, other: VmFile) {
         macro_rules! over {
@@ -280,6 +334,11 @@ impl VmFile {
     }
 }
 
+/// Spells a MAC address as `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
 /// Parses `aa:bb:cc:dd:ee:ff`.
 pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
     let mut mac = [0u8; 6];
@@ -311,6 +370,53 @@ mod tests {
 
     fn parse(text: &str) -> Result<VmFile, ConfigError> {
         VmFile::parse(text, Path::new("vm.toml"))
+    }
+
+    /// The VM file a snapshot carries rebuilds exactly the machine it describes.
+    #[test]
+    fn a_described_machine_round_trips_through_its_vm_file() {
+        let text = r#"
+            vcpus = 2
+            memory = 128
+            kernel = "/img/vmlinux"
+            initrd = "/img/initrd.img"
+            cmdline = "console=ttyS0 quiet"
+            rng = true
+            [[disk]]
+            path = "/vm/root.qcow2"
+            format = "qcow2"
+            serial = "root"
+            rate_limit = { ops = { size = 100, refill_time_ms = 1000 } }
+            [[disk]]
+            path = "/vm/data.img"
+            read_only = true
+            [[net]]
+            tap = "tap7"
+            [vsock]
+            cid = 9
+            uds = "/run/v.sock"
+            [balloon]
+            target = 16
+            stats_interval = 2
+            free_page_reporting = true
+        "#;
+        let vm = parse(text).unwrap();
+        let config = MachineConfig {
+            vcpus: vm.vcpus.unwrap(),
+            memory_mib: vm.memory.unwrap(),
+            kernel: vm.kernel.clone().unwrap(),
+            initrd: vm.initrd.clone(),
+            cmdline: vm.cmdline.clone().unwrap(),
+            firmware: vm.firmware(),
+            virtio: vm.virtio("identity"),
+        };
+        let described = VmFile::describing(&config);
+        let again = parse(&described.to_toml()).unwrap();
+        assert_eq!(again, described);
+        // The generated MAC is spelled out, so another identity gets the same devices.
+        assert_eq!(again.virtio("some other VM"), config.virtio);
+        assert_eq!(again.firmware(), Firmware::Sbi);
+        assert_eq!(again.kernel.as_deref(), Some(Path::new("/img/vmlinux")));
     }
 
     #[test]

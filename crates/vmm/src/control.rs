@@ -31,7 +31,10 @@ use std::time::{Duration, Instant};
 
 use keel_devices::virtio::balloon::{self, BalloonError, BalloonStatus};
 use keel_devices::virtio::mmio::MmioTransport;
-use keel_machine::{HartSignals, Machine, MachineConfig};
+use keel_devices::SaveError;
+use keel_machine::{
+    ConsoleSink, HartSignals, HartState, Machine, MachineConfig, MachineState, SoftVcpu, Vcpu,
+};
 use serde::Serialize;
 use thiserror::Error;
 
@@ -92,6 +95,9 @@ pub enum ControlError {
     Balloon(#[from] BalloonError),
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
+    /// A device's state could not be saved (a disk image that cannot be flushed).
+    #[error("cannot save the VM: {0}")]
+    Save(#[from] SaveError),
 }
 
 /// The machine that runs now, as the controller reaches it.
@@ -127,6 +133,11 @@ pub(crate) struct Inner {
     pub balloon_mib: Option<u64>,
     /// A SysRq power-off sequence is being typed into this boot's console.
     pub poweroff_boot: Option<u64>,
+    /// Parked vCPU threads put their hart's state into their slot while this is set.
+    pub collecting: bool,
+    pub hart_states: Vec<Option<HartState>>,
+    /// A snapshot (or migration) is reading the paused machine: it must stay paused.
+    pub frozen: bool,
 }
 
 pub(crate) struct Shared {
@@ -153,14 +164,20 @@ impl Shared {
         self.changed.wait_timeout(guard, timeout).unwrap_or_else(|e| e.into_inner()).0
     }
 
-    /// Called by a vCPU thread before it runs guest code: parks while the VM is paused.
-    /// False when the thread must end instead.
-    pub fn hold_while_paused(&self) -> bool {
+    /// Called by a vCPU thread before it runs guest code: parks while the VM is paused, and
+    /// hands out its hart's state when a snapshot asks. False when the thread must end
+    /// instead.
+    pub fn hold_while_paused(&self, vcpu: &SoftVcpu) -> bool {
         let mut inner = self.lock();
         if inner.pause_wanted && !inner.end_run {
             inner.parked += 1;
             self.changed.notify_all();
+            let id = vcpu.id() as usize;
             while inner.pause_wanted && !inner.end_run {
+                if inner.collecting && inner.hart_states.get(id).is_some_and(|s| s.is_none()) {
+                    inner.hart_states[id] = Some(vcpu.save_state());
+                    self.changed.notify_all();
+                }
                 inner = self.wait(inner);
             }
             inner.parked -= 1;
@@ -233,6 +250,9 @@ impl VmController {
             boots: 0,
             balloon_mib: None,
             poweroff_boot: None,
+            collecting: false,
+            hart_states: Vec::new(),
+            frozen: false,
         };
         let shared =
             Arc::new(Shared { config, console, inner: Mutex::new(inner), changed: Condvar::new() });
@@ -253,6 +273,26 @@ impl VmController {
     /// built (a missing kernel file, too much memory) is an error here, and the VM stays not
     /// started. Ctrl-A X on the console's forwarded input stops the VM by force from now on.
     pub fn start(&self) -> Result<(), ControlError> {
+        self.start_with(false, Machine::build)
+    }
+
+    /// Starts the VM from a machine `restore` builds (from a snapshot, or a migration's
+    /// state), instead of booting: the guest goes on where it was saved. With `paused` the VM
+    /// starts paused (resume it to let the guest run); else it runs at once. A machine that
+    /// cannot be restored is an error, and the VM stays not started.
+    pub fn start_restored(
+        &self,
+        paused: bool,
+        restore: impl FnOnce(&MachineConfig, ConsoleSink) -> Result<Machine, RunError>,
+    ) -> Result<(), ControlError> {
+        self.start_with(paused, |config, sink| restore(config, sink))
+    }
+
+    fn start_with<E: Into<RunError>>(
+        &self,
+        paused: bool,
+        build: impl FnOnce(&MachineConfig, ConsoleSink) -> Result<Machine, E>,
+    ) -> Result<(), ControlError> {
         {
             let mut inner = self.shared.lock();
             if inner.starting {
@@ -263,10 +303,18 @@ impl VmController {
             }
             inner.starting = true;
         }
-        let built = Machine::build(&self.shared.config, self.shared.console.sink());
+        let built = build(&self.shared.config, self.shared.console.sink());
         let mut inner = self.shared.lock();
         inner.starting = false;
-        let machine = built.map_err(RunError::from)?;
+        let machine = built.map_err(Into::into)?;
+        if paused {
+            // The vCPU threads park before their first instruction; the clock stays stopped.
+            inner.pause_wanted = true;
+            machine.clock.pause();
+        } else {
+            // A restored machine comes with its clock stopped at the saved time.
+            machine.clock.resume();
+        }
         let shared = self.shared.clone();
         let handle = std::thread::Builder::new()
             .name("keel-vm".into())
@@ -275,9 +323,15 @@ impl VmController {
         *lock(&self.supervisor) = Some(handle);
         inner.state = VmState::Running;
         inner.started = Some(Instant::now());
-        // Return once the machine runs, so that it can be reached at once.
-        while inner.boots == 0 && !matches!(inner.state, VmState::Stopped(_)) {
+        // Return once the machine runs (or, paused, once its vCPUs are parked), so that it
+        // can be reached at once.
+        while (inner.boots == 0 || (paused && inner.parked < inner.alive))
+            && !matches!(inner.state, VmState::Stopped(_))
+        {
             inner = self.shared.wait(inner);
+        }
+        if paused && matches!(inner.state, VmState::Running) {
+            inner.state = VmState::Paused;
         }
         drop(inner);
         let weak: Weak<Shared> = Arc::downgrade(&self.shared);
@@ -342,6 +396,12 @@ impl VmController {
         let mut inner = self.shared.lock();
         if !matches!(inner.state, VmState::Paused) {
             return Err(wrong("resume", &inner.state));
+        }
+        if inner.frozen {
+            return Err(ControlError::WrongState {
+                action: "resume",
+                state: "being saved (a snapshot or migration reads it)",
+            });
         }
         // The clock first: no vCPU may run on a stopped clock.
         if let Some(c) = &inner.current {
@@ -514,6 +574,54 @@ impl VmController {
     pub fn balloon_status(&self) -> Result<BalloonStatus, ControlError> {
         let machine = self.running_machine("read the balloon")?;
         Ok(balloon::status(balloon_of(&machine)?)?)
+    }
+
+    /// Runs `save` on the paused VM's machine and state (every vCPU's registers, collected
+    /// from the parked vCPU threads, and every device's), with the device I/O thread held,
+    /// so that neither guest memory nor a device changes while `save` reads them. The VM
+    /// cannot be resumed meanwhile. Only a paused VM can be saved.
+    pub fn with_saved_state<R>(
+        &self,
+        save: impl FnOnce(&Machine, MachineState) -> R,
+    ) -> Result<R, ControlError> {
+        const ACTION: &str = "save the VM";
+        let shared = &self.shared;
+        let mut inner = shared.lock();
+        if !matches!(inner.state, VmState::Paused) {
+            return Err(wrong(ACTION, &inner.state));
+        }
+        if inner.frozen {
+            return Err(ControlError::WrongState { action: ACTION, state: "being saved already" });
+        }
+        let Some(current) = &inner.current else {
+            return Err(ControlError::WrongState { action: ACTION, state: "rebooting" });
+        };
+        let machine = current.machine.clone();
+        let harts = current.harts.len();
+        inner.frozen = true;
+        inner.collecting = true;
+        inner.hart_states = vec![None; harts];
+        shared.changed.notify_all();
+        let still_paused = |i: &Inner| matches!(i.state, VmState::Paused) && !i.end_run;
+        while still_paused(&inner) && inner.hart_states.iter().any(Option::is_none) {
+            inner = shared.wait(inner);
+        }
+        inner.collecting = false;
+        let states: Option<Vec<HartState>> =
+            std::mem::take(&mut inner.hart_states).into_iter().collect();
+        let Some(states) = states.filter(|_| still_paused(&inner)) else {
+            inner.frozen = false;
+            let state = if inner.end_run { "stopping" } else { inner.state.phrase() };
+            return Err(ControlError::WrongState { action: ACTION, state });
+        };
+        drop(inner);
+        let result = {
+            let _held = machine.hold_devices();
+            machine.save_state(states).map(|state| save(&machine, state))
+        };
+        shared.lock().frozen = false;
+        shared.changed.notify_all();
+        result.map_err(ControlError::Save)
     }
 
     /// The current machine of a running or paused VM.

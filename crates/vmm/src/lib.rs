@@ -6,6 +6,7 @@ mod console_out;
 pub mod control;
 pub mod metrics;
 pub mod runner;
+pub mod snapshot;
 mod supervisor;
 pub mod sysrq;
 pub mod terminal;

@@ -38,6 +38,9 @@ pub enum RunError {
     KernelPanic(String),
     #[error("cannot start a vCPU thread: {0}")]
     Thread(Arc<std::io::Error>),
+    /// A snapshot's memory could not be brought back (the text names the file).
+    #[error("cannot restore: {0}")]
+    Snapshot(String),
 }
 
 impl From<MachineError> for RunError {
@@ -54,6 +57,7 @@ impl RunError {
             RunError::Crashed(_) => "crashed",
             RunError::KernelPanic(_) => "kernel_panic",
             RunError::Thread(_) => "thread",
+            RunError::Snapshot(_) => "snapshot",
         }
     }
 }

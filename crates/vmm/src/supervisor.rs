@@ -141,7 +141,7 @@ fn vcpu_thread(mut vcpu: SoftVcpu, shared: &Shared, tx: mpsc::Sender<VcpuExit>) 
     let mut report = Report { shared, tx, exit: None };
     let start = Instant::now();
     let exit = loop {
-        if !shared.hold_while_paused() {
+        if !shared.hold_while_paused(&vcpu) {
             break VcpuExit::Stopped;
         }
         match vcpu.run() {

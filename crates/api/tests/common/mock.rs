@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use keel_api::{
     ApiError, BalloonConfig, BalloonStatistics, BalloonUpdate, ConsoleAttachment, InstanceInfo,
-    VmApi, VmState,
+    Progress, SnapshotCreateParams, SnapshotCreated, SnapshotLoadParams, VmApi, VmState,
 };
 use serde_json::{json, Value};
 
@@ -24,6 +24,7 @@ struct State {
     balloon: Option<BalloonConfig>,
     flushes: u32,
     resets: u32,
+    snapshots: u32,
     last_stop_timeout: Option<Duration>,
 }
 
@@ -312,6 +313,36 @@ impl VmApi for MockVm {
         let (tx, rx) = mpsc::channel();
         self.consoles.lock().unwrap().push(tx);
         Ok(ConsoleAttachment { output: rx, input: Box::new(Echo(Arc::clone(&self.consoles))) })
+    }
+
+    /// The mock writes no files: it checks the state and reports a made-up snapshot.
+    fn create_snapshot(&self, params: SnapshotCreateParams) -> Result<SnapshotCreated, ApiError> {
+        let mut state = self.state();
+        let run = Self::require_started(&mut state, "take a snapshot")?;
+        if params.leave_paused {
+            run.paused = true;
+        }
+        state.snapshots += 1;
+        Ok(SnapshotCreated {
+            snapshot_path: params.snapshot_path,
+            snapshot_type: params.snapshot_type,
+            memory_bytes: 4 << 20,
+            pages: MEMORY_MIB * 256,
+            paused_ms: 1,
+        })
+    }
+
+    fn load_snapshot(&self, params: SnapshotLoadParams) -> Result<(), ApiError> {
+        let mut state = self.state();
+        if state.vm.is_some() {
+            return Err(ApiError::bad_request("cannot load a snapshot: the VM is already started"));
+        }
+        state.vm = Some(Run { paused: !params.resume_vm, started: Instant::now() });
+        Ok(())
+    }
+
+    fn progress(&self) -> Result<Progress, ApiError> {
+        Ok(Progress::default())
     }
 }
 

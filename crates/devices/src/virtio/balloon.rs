@@ -18,11 +18,12 @@ use vmm_sys_util::timerfd::TimerFd;
 use super::config::BalloonConfig;
 use super::metrics::{Counter, DeviceMetrics};
 use super::mmio::MmioTransport;
+use super::state::{device_name, other_kind, BalloonState, DeviceState, SavedBalloonStats};
 use super::{
     device_type, drain_queue, features, ActivateError, Activation, Interrupt, VirtioDevice,
 };
 use crate::event::EventLoop;
-use crate::DeviceError;
+use crate::{DeviceError, StateError};
 
 /// Feature bits (§5.5.3). keel offers STATS_VQ, DEFLATE_ON_OOM and REPORTING. Not
 /// MUST_TELL_HOST: deflating needs nothing from the host, so the guest may reuse pages at once.
@@ -281,6 +282,9 @@ pub struct Balloon {
     ram_size: Option<u64>,
     active: Option<Active>,
     metrics: Arc<BalloonMetrics>,
+    /// Restored: the statistics buffer the saved device held, for the activation that
+    /// follows.
+    restored_stats_buffer: Option<u16>,
 }
 
 /// What the balloon moved: 4 KiB pages listed on the inflate and deflate queues, bytes of free
@@ -333,6 +337,7 @@ impl Balloon {
             ram_size: None,
             active: None,
             metrics: Arc::default(),
+            restored_stats_buffer: None,
         })
     }
 
@@ -657,6 +662,17 @@ impl VirtioDevice for Balloon {
         }
         let inflate = inflate.ok_or(ActivateError::BadQueue(0))?;
         let deflate = deflate.ok_or(ActivateError::BadQueue(1))?;
+        // A restored device holds the buffer the saved one held (§5.5.6.3): the driver sends
+        // no statistics until it gets it back.
+        let held = self.restored_stats_buffer.take();
+        if let Some(head) = held {
+            if stats.as_ref().is_none_or(|q| head >= q.size()) {
+                return Err(ActivateError::Backend(format!(
+                    "virtio-balloon: the saved statistics buffer (descriptor {head}) does not \
+                     fit the statistics queue"
+                )));
+            }
+        }
         let stats = match stats {
             Some(queue) => {
                 let mut timer = TimerFd::new().map_err(timer_error)?;
@@ -666,7 +682,7 @@ impl VirtioDevice for Balloon {
                     .events
                     .add(timer.as_raw_fd(), EventSet::IN, a.handler.clone(), TOKEN_STATS_TIMER)
                     .map_err(timer_error)?;
-                Some(StatsQueue { queue, held: None, timer, events: a.events.clone(), key })
+                Some(StatsQueue { queue, held, timer, events: a.events.clone(), key })
             }
             None => None,
         };
@@ -702,6 +718,7 @@ impl VirtioDevice for Balloon {
         // the device on removal).
         self.active = None;
         self.actual = 0;
+        self.restored_stats_buffer = None;
     }
 
     fn handle_event(&mut self, token: u64, _events: EventSet) {
@@ -721,6 +738,59 @@ impl VirtioDevice for Balloon {
 
     fn metrics(&self) -> Option<Arc<dyn DeviceMetrics>> {
         Some(self.metrics.clone())
+    }
+
+    fn active_queues(&self) -> Vec<Option<&Queue>> {
+        let Some(a) = &self.active else { return Vec::new() };
+        a.roles
+            .iter()
+            .map(|role| match role {
+                Some(Role::Inflate) => Some(&a.inflate),
+                Some(Role::Deflate) => Some(&a.deflate),
+                Some(Role::Stats) => a.stats.as_ref().map(|s| &s.queue),
+                Some(Role::Reporting) => a.reporting.as_ref(),
+                None => None,
+            })
+            .collect()
+    }
+
+    // The inflate, deflate and reporting queues hold nothing between notifications; statsq
+    // holds one buffer (§5.5.6.3). The statistics timer starts a fresh interval.
+    fn save_device_state(&self) -> DeviceState {
+        DeviceState::Balloon(BalloonState {
+            target_pages: self.num_pages,
+            actual_pages: self.actual,
+            stats_buffer: self.active.as_ref().and_then(|a| a.stats.as_ref()?.held),
+            stats: self.stats.as_ref().map(|s| SavedBalloonStats {
+                entries: s.entries.clone(),
+                age_ms: u64::try_from(s.received.elapsed().as_millis()).unwrap_or(u64::MAX),
+            }),
+        })
+    }
+
+    fn restore_device_state(&mut self, state: &DeviceState) -> Result<(), StateError> {
+        let DeviceState::Balloon(saved) = state else {
+            return Err(other_kind(device_type::BALLOON));
+        };
+        let no_stats = self.offered & feature::STATS_VQ == 0;
+        if let Some(head) = saved.stats_buffer.filter(|&h| no_stats || h >= QUEUE_SIZE) {
+            return Err(StateError::Invalid {
+                device: device_name(device_type::BALLOON),
+                what: format!("it held statistics buffer {head}, which this balloon can't have"),
+            });
+        }
+        // The target is the saved one: the VMM may have changed it since the VM file's.
+        self.num_pages = saved.target_pages;
+        self.actual = saved.actual_pages;
+        self.stats = saved.stats.as_ref().map(|s| {
+            let now = Instant::now();
+            BalloonStats {
+                entries: s.entries.clone(),
+                received: now.checked_sub(Duration::from_millis(s.age_ms)).unwrap_or(now),
+            }
+        });
+        self.restored_stats_buffer = saved.stats_buffer;
+        Ok(())
     }
 }
 

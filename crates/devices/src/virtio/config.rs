@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// A token bucket (Firecracker's rate-limiter model): `size` tokens, refilled completely
 /// every `refill_time_ms`, plus a one-time burst available at start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenBucketConfig {
     /// Tokens in a full bucket: bytes for bandwidth, requests for operations.
@@ -18,7 +18,7 @@ pub struct TokenBucketConfig {
 }
 
 /// Limits on a device's traffic; either bucket may be absent (unlimited).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     pub bandwidth: Option<TokenBucketConfig>,
@@ -26,7 +26,7 @@ pub struct RateLimitConfig {
 }
 
 /// Disk image formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DiskFormat {
     Raw,

@@ -1,5 +1,6 @@
 //! The virtio-mmio transport, version 2 ("modern", virtio 1.2 §4.2.2): the registers a driver
 //! uses to discover a device, negotiate features, set up queues and exchange notifications.
+//! Saving and restoring them for snapshots is in `mmio_state.rs`.
 
 use std::sync::{Arc, Mutex, Weak};
 
@@ -8,7 +9,7 @@ use virtio_queue::{Queue, QueueT};
 use vmm_sys_util::epoll::EventSet;
 
 use super::metrics::{Counter, DeviceMetrics};
-use super::{features, Activation, Interrupt, VirtioDevice};
+use super::{features, ActivateError, Activation, Interrupt, VirtioDevice};
 use crate::event::{EventHandler, EventLoop};
 use crate::{IrqLine, MmioDevice};
 
@@ -66,6 +67,9 @@ struct State {
     queue_sel: u32,
     queues: Vec<Queue>,
     activated: bool,
+    /// The queues as they were handed to the device at activation (the device moves their
+    /// ring positions on; see `save_state`).
+    activated_queues: Vec<virtio_queue::QueueState>,
     config_generation: u32,
 }
 
@@ -102,6 +106,7 @@ impl MmioTransport {
                 queue_sel: 0,
                 queues,
                 activated: false,
+                activated_queues: Vec::new(),
                 config_generation: 0,
             }),
             device_type,
@@ -156,6 +161,7 @@ impl MmioTransport {
         s.queue_sel = 0;
         s.queues = Self::fresh_queues(s.device.as_ref());
         s.activated = false;
+        s.activated_queues.clear();
         self.interrupt.clear();
     }
 
@@ -185,18 +191,34 @@ impl MmioTransport {
             s.status |= STATUS_FAILED;
             return;
         }
-        let mem = self.ram.memory();
         let event_idx = s.driver_features & features::RING_EVENT_IDX != 0;
         for q in s.queues.iter_mut() {
             q.set_event_idx(event_idx);
         }
-        if let Some(bad) = s.queues.iter().position(|q| q.ready() && !q.is_valid(mem)) {
-            log_device_error(s.device.device_type(), &format!("queue {bad} is set up wrongly"));
+        let result = match self.invalid_queue(&s.queues) {
+            Some(bad) => Err(ActivateError::BadQueue(bad)),
+            None => {
+                let queues =
+                    std::mem::replace(&mut s.queues, Self::fresh_queues(s.device.as_ref()));
+                self.start(s, queues)
+            }
+        };
+        if let Err(e) = result {
+            log_device_error(s.device.device_type(), &e.to_string());
             s.status |= STATUS_DEVICE_NEEDS_RESET;
             self.interrupt.signal_config();
-            return;
         }
-        let queues = std::mem::replace(&mut s.queues, Self::fresh_queues(s.device.as_ref()));
+    }
+
+    /// The first ready queue whose rings are not all in guest RAM.
+    fn invalid_queue(&self, queues: &[Queue]) -> Option<usize> {
+        let mem = self.ram.memory();
+        queues.iter().position(|q| q.ready() && !q.is_valid(mem))
+    }
+
+    /// Hands `queues` (checked) to the device and starts it, after DRIVER_OK or on restore.
+    fn start(&self, s: &mut State, queues: Vec<Queue>) -> Result<(), ActivateError> {
+        s.activated_queues = queues.iter().map(Queue::state).collect();
         let handler: Weak<dyn EventHandler> = self.this.clone();
         let activation = Activation {
             queues,
@@ -206,14 +228,9 @@ impl MmioTransport {
             events: self.events.clone(),
             handler,
         };
-        match s.device.activate(activation) {
-            Ok(()) => s.activated = true,
-            Err(e) => {
-                log_device_error(s.device.device_type(), &e.to_string());
-                s.status |= STATUS_DEVICE_NEEDS_RESET;
-                self.interrupt.signal_config();
-            }
-        }
+        s.device.activate(activation)?;
+        s.activated = true;
+        Ok(())
     }
 
     fn read32(&self, s: &State, offset: u64) -> u32 {
@@ -330,6 +347,13 @@ impl EventHandler for MmioTransport {
     }
 }
 
+#[path = "mmio_state.rs"]
+mod state;
+
 #[cfg(test)]
 #[path = "mmio_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "mmio_state_tests.rs"]
+mod state_tests;

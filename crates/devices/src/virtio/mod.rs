@@ -3,7 +3,8 @@
 //! A device implements [`VirtioDevice`]: its type, features, configuration space and what it
 //! does with its queues. The [`mmio::MmioTransport`] does the rest the same way for every
 //! device: the register interface, feature negotiation, queue setup, the device status state
-//! machine and interrupts.
+//! machine and interrupts. The transport also saves and restores itself and its device for
+//! snapshots (see [`state`]).
 
 pub mod balloon;
 pub mod blk;
@@ -12,6 +13,7 @@ pub mod metrics;
 pub mod mmio;
 pub mod net;
 pub mod rng;
+pub mod state;
 pub mod vsock;
 
 use std::sync::{Arc, Mutex, Weak};
@@ -20,8 +22,9 @@ use keel_memory::GuestRam;
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 
 use crate::event::{EventHandler, EventLoop};
-use crate::IrqLine;
+use crate::{IrqLine, StateError};
 use metrics::{Counter, DeviceMetrics};
+use state::{DeviceState, SaveError};
 
 /// Device IDs (virtio 1.2 §5, table "Device Types").
 pub mod device_type {
@@ -94,6 +97,33 @@ pub trait VirtioDevice: Send {
     fn metrics(&self) -> Option<Arc<dyn DeviceMetrics>> {
         None
     }
+
+    /// For a snapshot: the queues the device took at activation, by queue index (`None` for
+    /// one it does not hold), with their ring positions as they are now. Empty while it is not
+    /// active. The transport saves the others as they were handed over.
+    fn active_queues(&self) -> Vec<Option<&Queue>>;
+
+    /// Before a snapshot is taken: write back what the device keeps in host memory that the
+    /// files it works on must have (a qcow2 image's metadata), so that the files match the
+    /// saved state. The I/O thread should be paused ([`EventLoop::pause`]).
+    fn sync(&mut self) -> Result<(), SaveError> {
+        Ok(())
+    }
+
+    /// The device's own state beyond its configuration. Stateless devices keep the default.
+    fn save_device_state(&self) -> DeviceState {
+        DeviceState::Stateless
+    }
+
+    /// Takes back what [`VirtioDevice::save_device_state`] gave, on a device just built from
+    /// the same configuration and not active; [`VirtioDevice::activate`] follows when the
+    /// saved device was running. A state that does not fit is an error and changes nothing.
+    fn restore_device_state(&mut self, state: &DeviceState) -> Result<(), StateError> {
+        match state {
+            DeviceState::Stateless => Ok(()),
+            _ => Err(state::other_kind(self.device_type())),
+        }
+    }
 }
 
 /// A device's interrupt: the InterruptStatus register (virtio 1.2 §4.2.2) and the level line
@@ -152,6 +182,13 @@ impl Interrupt {
     /// Device reset: nothing pending any more.
     pub fn clear(&self) {
         self.ack(u32::MAX);
+    }
+
+    /// Restore: InterruptStatus as saved, and the line at the level it drives.
+    pub(crate) fn restore(&self, status: u32) {
+        let mut s = crate::lock(&self.status);
+        *s = status;
+        self.line.set_level(status != 0);
     }
 }
 

@@ -32,12 +32,13 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::config::NetConfig;
 use super::metrics::{Counter, DeviceMetrics};
+use super::state::{device_name, other_kind, DeviceState, NetState};
 use super::{
     device_type, drain_queue, features, ActivateError, Activation, Interrupt, VirtioDevice,
 };
 use crate::event::EventLoop;
 use crate::rate_limiter::RateLimiter;
-use crate::DeviceError;
+use crate::{DeviceError, StateError};
 
 #[path = "tap.rs"]
 pub mod tap;
@@ -260,6 +261,9 @@ pub struct Net {
     /// Kinds of trouble already reported on stderr (each is reported once, then counted).
     reported: u8,
     active: Option<Active>,
+    /// Restored: the length of the pending frame put back in `rx_buf`, for the activation
+    /// that follows.
+    restored_rx: Option<usize>,
 }
 
 impl Net {
@@ -291,6 +295,7 @@ impl Net {
             stats: Arc::default(),
             reported: 0,
             active: None,
+            restored_rx: None,
         })
     }
 
@@ -699,7 +704,8 @@ impl VirtioDevice for Net {
             interrupt: a.interrupt,
             events: a.events,
             keys,
-            rx_pending: None,
+            // A restored frame goes first (the receive limiter charges it again).
+            rx_pending: self.restored_rx.take(),
             rx_charged: false,
             // Frames may have queued up before the driver was ready.
             tap_readable: true,
@@ -724,6 +730,7 @@ impl VirtioDevice for Net {
 
     fn reset(&mut self) {
         self.unregister();
+        self.restored_rx = None;
         // Until a driver says otherwise, the host must not send it offloaded frames.
         let _ = self.backend.set_offloads(Offloads::default());
     }
@@ -755,6 +762,36 @@ impl VirtioDevice for Net {
             }
             _ => {}
         }
+    }
+
+    fn active_queues(&self) -> Vec<Option<&Queue>> {
+        self.active.iter().flat_map(|a| [Some(&a.rx), Some(&a.tx)]).collect()
+    }
+
+    // The MAC and the TAP come from the configuration, and the rate limiters start full.
+    // Between passes the device keeps only a frame it read that the guest had no room for:
+    // its chains were put back (`deliver`), so the rings are consistent either way, and the
+    // frame is carried over rather than dropped.
+    fn save_device_state(&self) -> DeviceState {
+        let pending = self.active.as_ref().and_then(|a| a.rx_pending);
+        DeviceState::Net(NetState { rx_pending: pending.map(|n| self.rx_buf[..n].to_vec()) })
+    }
+
+    fn restore_device_state(&mut self, state: &DeviceState) -> Result<(), StateError> {
+        let device = device_name(device_type::NET);
+        let DeviceState::Net(saved) = state else { return Err(other_kind(device_type::NET)) };
+        if let Some(frame) = &saved.rx_pending {
+            // As `next_rx_frame` takes them: a header, and less than the buffer.
+            if frame.len() < HDR_LEN || frame.len() >= RX_BUF_LEN {
+                return Err(StateError::Invalid {
+                    device,
+                    what: format!("the pending receive frame has {} bytes", frame.len()),
+                });
+            }
+            self.rx_buf[..frame.len()].copy_from_slice(frame);
+        }
+        self.restored_rx = saved.rx_pending.as_ref().map(Vec::len);
+        Ok(())
     }
 }
 

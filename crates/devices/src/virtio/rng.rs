@@ -105,4 +105,9 @@ impl VirtioDevice for Rng {
     fn metrics(&self) -> Option<Arc<dyn DeviceMetrics>> {
         Some(self.metrics.clone())
     }
+
+    // Stateless beyond its queue: the default device state.
+    fn active_queues(&self) -> Vec<Option<&Queue>> {
+        self.active.iter().map(|(q, _, _)| Some(q)).collect()
+    }
 }

@@ -121,9 +121,22 @@ fn absolute_vm_file(path: &Path) -> Result<String, ManageError> {
     Ok(format!("# Copied by `keel create` from {}; paths made absolute.\n{body}", path.display()))
 }
 
+/// What a new VMM is asked to do first.
+pub enum Launch<'a> {
+    /// Boot the guest (`PUT /actions InstanceStart`).
+    Boot,
+    /// Go on from a snapshot (`PUT /snapshot/load`).
+    Restore { snapshot: &'a Path, paused: bool },
+}
+
 /// `keel start NAME`: runs `keel vmm --dir DIR` in its own session, waits for its API socket,
 /// and asks it to boot.
 pub fn start(store: &Store, name: &str) -> Result<(), ManageError> {
+    launch(store, name, Launch::Boot)
+}
+
+/// Starts the VM's VMM and sends it its first request (see [`Launch`]).
+pub fn launch(store: &Store, name: &str, how: Launch<'_>) -> Result<(), ManageError> {
     let vm = store.vm(name)?;
     let status = probe(&vm);
     if status.state.is_live() {
@@ -134,7 +147,8 @@ pub fn start(store: &Store, name: &str) -> Result<(), ManageError> {
     let config = VmFile::load(&vm.vm_file())?;
     // Fetch the default image here, where the user sees the progress, rather than inside
     // the VMM where it would only show in keel.log.
-    if config.kernel.is_none() && config.firmware() != Firmware::None {
+    if matches!(how, Launch::Boot) && config.kernel.is_none() && config.firmware() != Firmware::None
+    {
         crate::image::default_image().map_err(|e| ManageError::StartFailed {
             name: vm.name.clone(),
             why: format!("{e:#}"),
@@ -196,8 +210,15 @@ pub fn start(store: &Store, name: &str) -> Result<(), ManageError> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let boot = api(&vm, BOOT_TIMEOUT).put("/actions", &json!({"action_type": "InstanceStart"}));
-    if let Err(source) = boot {
+    let client = api(&vm, BOOT_TIMEOUT);
+    let (first, action) = match how {
+        Launch::Boot => (client.put("/actions", &json!({"action_type": "InstanceStart"})), "start"),
+        Launch::Restore { snapshot, paused } => {
+            let body = json!({"snapshot_path": snapshot, "resume_vm": !paused});
+            (client.put("/snapshot/load", &body), "restore")
+        }
+    };
+    if let Err(source) = first {
         // A VMM whose start failed exits by itself; one that doesn't (it did not answer) is
         // taken down, so the VM is not left half started. It is our child: the kill cannot
         // hit another process.
@@ -208,7 +229,7 @@ pub fn start(store: &Store, name: &str) -> Result<(), ManageError> {
         let _ = child.kill();
         let _ = child.wait();
         let _ = vm.clear_stale();
-        return Err(ManageError::Api { name: vm.name, action: "start", source });
+        return Err(ManageError::Api { name: vm.name, action, source });
     }
     Ok(())
 }

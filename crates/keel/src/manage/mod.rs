@@ -8,6 +8,7 @@ pub(crate) mod client;
 mod commands;
 mod console;
 mod logs;
+mod snapshot;
 mod status;
 mod store;
 
@@ -78,6 +79,32 @@ pub enum ManageCommand {
         #[arg(long, value_name = "SECS", default_value_t = 1.0)]
         timeout: f64,
     },
+    /// Write a running VM's state and memory to a snapshot directory.
+    ///
+    /// The VM is paused while it is saved and resumed afterwards (unless --leave-paused).
+    /// An interrupted snapshot is never mistaken for a complete one.
+    Snapshot {
+        name: String,
+        /// The snapshot directory: new, empty, or an earlier snapshot to replace.
+        dir: PathBuf,
+        /// Only the pages written since the VM's previous snapshot (which must stay where it
+        /// is: this one refers to it).
+        #[arg(long)]
+        diff: bool,
+        /// Leave the VM paused afterwards.
+        #[arg(long)]
+        leave_paused: bool,
+    },
+    /// Start a new VM from a snapshot: the guest goes on where it was saved.
+    Restore {
+        /// The snapshot directory.
+        dir: PathBuf,
+        /// The new VM's name (default: the directory's name).
+        name: Option<String>,
+        /// Leave it paused (`keel resume NAME` lets it run).
+        #[arg(long)]
+        paused: bool,
+    },
     /// Print a VM's log (the VMM's), or with --console what the guest printed.
     Logs {
         name: String,
@@ -110,6 +137,12 @@ pub fn run(command: ManageCommand) -> anyhow::Result<ExitCode> {
                 anyhow::anyhow!("--timeout {timeout}: give a number of seconds, 0 or more")
             })?;
             console::attach(&store.vm(&name)?, quiet)?
+        }
+        ManageCommand::Snapshot { name, dir, diff, leave_paused } => {
+            snapshot::snapshot(&store, &name, &dir, diff, leave_paused)?
+        }
+        ManageCommand::Restore { dir, name, paused } => {
+            snapshot::restore(&store, &dir, name.as_deref(), paused)?
         }
         ManageCommand::Logs { name, console, follow } => {
             logs::show(&store.vm(&name)?, console, follow)?

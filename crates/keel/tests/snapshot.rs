@@ -1,0 +1,219 @@
+//! End-to-end: snapshots of running Debian guests (`keel snapshot`, `keel restore`, the API's
+//! `PUT /snapshot/create|load`): the restored guest goes on where it stopped, with its
+//! processes and memory; diff snapshots hold only what changed; broken snapshots are refused.
+//!
+//! Every test has its own state root (`KEEL_STATE_DIR`), so they run in parallel.
+
+mod common;
+#[path = "common/store.rs"]
+mod store;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use store::{Root, PROMPT};
+
+/// Starts a counter in the guest: `count=N` five times a second, N from a shell variable (so
+/// it lives in the guest's memory, not in a file).
+const COUNTER: &str = "i=0; while true; do i=$((i+1)); echo count=$i; sleep 0.2; done &";
+
+/// The `count=N` values in a console log, in order (the loop's own command line excluded).
+fn counts(log: &str) -> Vec<u64> {
+    log.lines()
+        .filter(|l| !l.contains("echo count="))
+        .filter_map(|l| l.rsplit_once("count=")?.1.trim().parse().ok())
+        .collect()
+}
+
+/// Boots `name` (with a VM file, if given), starts the counter and leaves a marker in guest
+/// RAM (/tmp is tmpfs).
+fn boot_counting(root: &Root, name: &str, vm_file: Option<&Path>) {
+    match vm_file {
+        Some(f) => root.ok(&["create", name, f.to_str().unwrap()]),
+        None => root.ok(&["create", name]),
+    };
+    root.ok(&["start", name]);
+    root.await_console(name, PROMPT, 0);
+    root.type_line(name, "echo marker-$((4000 + 242)) > /tmp/marker");
+    root.type_line(name, COUNTER);
+    let typed = root.await_console(name, "echo count=", 0);
+    let first = root.await_console(name, "count=", typed);
+    root.await_console(name, "count=", first);
+}
+
+/// Waits until `name` prints `n` more counts after `from`, and returns every count after it.
+fn more_counts(root: &Root, name: &str, from: usize, n: usize) -> Vec<u64> {
+    let mut at = from;
+    for _ in 0..n {
+        at = root.await_console(name, "count=", at);
+        at = root.await_console(name, "\n", at);
+    }
+    counts(&root.console_log(name)[from..])
+}
+
+fn assert_consecutive(counts: &[u64], what: &str) {
+    for w in counts.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "{what}: the count went {} -> {}: {counts:?}", w[0], w[1]);
+    }
+}
+
+#[test]
+fn a_restored_guest_goes_on_where_it_was_saved_and_diffs_hold_only_changes() {
+    image();
+    let root = Root::new("snap");
+    // A disk and an entropy device, so that virtio queues are part of the saved state.
+    let disk = root.0.join("disk.img");
+    std::fs::File::create(&disk).unwrap().set_len(8 << 20).unwrap();
+    let vm_file = root.0.join("vm.toml");
+    std::fs::write(&vm_file, "rng = true\n[[disk]]\npath = \"disk.img\"\n").unwrap();
+    boot_counting(&root, "orig", Some(&vm_file));
+    let from = root.console_log("orig").len();
+    root.type_line(
+        "orig",
+        "echo before-snapshot | dd of=/dev/vda conv=fsync 2>/dev/null; echo wrote-$?",
+    );
+    root.await_console("orig", "wrote-0", from);
+    let full = root.0.join("full");
+    let out = root.ok(&["snapshot", "orig", full.to_str().unwrap(), "--leave-paused"]);
+    assert!(out.contains("Full snapshot of orig"), "{out}");
+    assert_eq!(root.state("orig"), "paused", "--leave-paused leaves it paused");
+    let saved_log = root.console_log("orig");
+    let last = *counts(&saved_log).last().expect("counts before the snapshot");
+    for file in ["state.bin", "memory.bin", "complete"] {
+        assert!(full.join(file).is_file(), "the snapshot has {file}");
+    }
+    // The source goes on after a resume, from where it was.
+    root.ok(&["resume", "orig"]);
+    let went_on = more_counts(&root, "orig", saved_log.len(), 2);
+    assert!(went_on[0] <= last + 2 && went_on[0] >= last, "{last} then {went_on:?}");
+    root.ok(&["stop", "orig"]);
+
+    // Restored: the same shell process counts on from the saved value, never from 1, and
+    // the tmpfs file written before the snapshot is there.
+    root.ok(&["restore", full.to_str().unwrap(), "back"]);
+    assert_eq!(root.state("back"), "running");
+    let back = more_counts(&root, "back", 0, 3);
+    assert!(
+        back[0] >= last && back[0] <= last + 2,
+        "the restored counter continues from {last}, not from the start: {back:?}"
+    );
+    assert_consecutive(&back, "restored guest");
+    let from = root.console_log("back").len();
+    root.type_line("back", "cat /tmp/marker");
+    root.await_console("back", "marker-4242", from);
+    // The devices go on too: the disk reads what was written before the snapshot and takes
+    // a new write; the entropy device still answers.
+    root.type_line("back", "head -c 15 /dev/vda; echo; head -c 16 /dev/hwrng | wc -c");
+    let at = root.await_console("back", "before-snapshot", from);
+    root.await_console("back", "16", at);
+    root.type_line(
+        "back",
+        "echo after-restore | dd of=/dev/vda bs=512 seek=8 conv=fsync 2>/dev/null; echo wrote-$?",
+    );
+    root.await_console("back", "wrote-0", at);
+
+    // A diff snapshot of the restored VM holds only the pages written since the restore.
+    let diff = root.0.join("diff");
+    let out = root.ok(&["snapshot", "back", diff.to_str().unwrap(), "--diff", "--leave-paused"]);
+    assert!(out.contains("Diff snapshot of back"), "{out}");
+    let words: Vec<&str> = out.split_whitespace().collect();
+    let pages: u64 = words
+        .windows(2)
+        .find_map(|w| w[1].starts_with("pages").then(|| w[0].parse().ok()).flatten())
+        .unwrap_or_else(|| panic!("pages in {out:?}"));
+    let all = 256 * 256;
+    assert!(pages > 0 && pages < all / 4, "a diff of a counting guest is small: {pages} pages");
+    let diff_bytes = du(&diff.join("memory.bin"));
+    let full_bytes = du(&full.join("memory.bin"));
+    assert!(diff_bytes < full_bytes / 2, "diff {diff_bytes} B on disk, full {full_bytes} B");
+    let back_log = root.console_log("back");
+    let back_last = *counts(&back_log).last().unwrap();
+    root.ok(&["stop", "back"]);
+
+    // Restoring the diff applies it over the full snapshot it names.
+    root.ok(&["restore", diff.to_str().unwrap(), "back2"]);
+    let back2 = more_counts(&root, "back2", 0, 3);
+    assert!(back2[0] >= back_last && back2[0] <= back_last + 2, "{back_last} then {back2:?}");
+    assert_consecutive(&back2, "guest restored from a diff");
+    let from = root.console_log("back2").len();
+    root.type_line("back2", "cat /tmp/marker");
+    root.await_console("back2", "marker-4242", from);
+    root.ok(&["stop", "back2"]);
+    // What the restored guests wrote reached the disk image.
+    let image = std::fs::read(&disk).unwrap();
+    assert!(image.starts_with(b"before-snapshot"));
+    assert!(image[4096..].starts_with(b"after-restore"));
+}
+
+/// Bytes a file takes on disk (sparse holes excluded).
+fn du(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+/// A copy of snapshot `from` in `to`, sparse, for damaging.
+fn copy_snapshot(from: &Path, to: &Path) {
+    let status =
+        Command::new("cp").args(["-r", "--sparse=always"]).arg(from).arg(to).status().unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn broken_snapshots_and_bad_targets_are_refused_clearly() {
+    image();
+    let root = Root::new("snapbad");
+    boot_counting(&root, "src", None);
+    let good = root.0.join("good");
+    root.ok(&["snapshot", "src", good.to_str().unwrap()]);
+
+    // A directory with other things in it is not overwritten.
+    let busy = root.0.join("busy");
+    std::fs::create_dir_all(&busy).unwrap();
+    std::fs::write(busy.join("notes.txt"), "mine").unwrap();
+    let err = root.fails(&["snapshot", "src", busy.to_str().unwrap()]);
+    assert!(err.contains("notes.txt") && err.contains("not part of a keel snapshot"), "{err}");
+    assert_eq!(std::fs::read_to_string(busy.join("notes.txt")).unwrap(), "mine");
+    assert_eq!(root.state("src"), "running", "a refused snapshot leaves the VM running");
+    // A diff needs a snapshot to go over: src has one (good), a fresh VM has none.
+    root.ok(&["stop", "src"]);
+
+    type Damage<'a> = &'a dyn Fn(&Path);
+    let cases: [(&str, Damage, &str); 3] = [
+        (
+            "corrupt",
+            &|d| {
+                let p = d.join("state.bin");
+                let mut bytes = std::fs::read(&p).unwrap();
+                let mid = bytes.len() / 2;
+                bytes[mid] ^= 0x40;
+                std::fs::write(&p, bytes).unwrap();
+            },
+            "checksum mismatch",
+        ),
+        (
+            "truncated",
+            &|d| {
+                let f = std::fs::OpenOptions::new().write(true).open(d.join("memory.bin")).unwrap();
+                let len = f.metadata().unwrap().len();
+                f.set_len(len - 4096).unwrap();
+            },
+            "truncated",
+        ),
+        ("incomplete", &|d| std::fs::remove_file(d.join("complete")).unwrap(), "incomplete"),
+    ];
+    for (name, damage, expect) in cases {
+        let dir = root.0.join(name);
+        copy_snapshot(&good, &dir);
+        damage(&dir);
+        let err = root.fails(&["restore", dir.to_str().unwrap(), name]);
+        assert!(err.contains(expect), "{name}: {err}");
+        assert!(err.contains(dir.to_str().unwrap()), "{name}: the error names the snapshot: {err}");
+        assert!(!root.ok(&["ls"]).contains(name), "{name}: no VM is left behind");
+    }
+    // The undamaged snapshot still restores.
+    root.ok(&["restore", good.to_str().unwrap(), "fine"]);
+    let counted = more_counts(&root, "fine", 0, 2);
+    assert!(counted[0] > 1, "{counted:?}");
+    root.ok(&["stop", "fine"]);
+}
