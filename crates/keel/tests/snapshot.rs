@@ -139,11 +139,93 @@ fn a_restored_guest_goes_on_where_it_was_saved_and_diffs_hold_only_changes() {
     let from = root.console_log("back2").len();
     root.type_line("back2", "cat /tmp/marker");
     root.await_console("back2", "marker-4242", from);
+    // The disk as back left it: its write after the restore came with the diff snapshot.
+    root.type_line("back2", "dd if=/dev/vda bs=512 skip=8 count=1 2>/dev/null | head -c 13; echo");
+    root.await_console("back2", "after-restore", from);
     root.ok(&["stop", "back2"]);
-    // What the restored guests wrote reached the disk image.
-    let image = std::fs::read(&disk).unwrap();
-    assert!(image.starts_with(b"before-snapshot"));
-    assert!(image[4096..].starts_with(b"after-restore"));
+    // Restored VMs write to overlays of their own: neither the VM's image nor the snapshot's
+    // copy of it changed.
+    for image in [disk.clone(), full.join("disk0.img")] {
+        let bytes = std::fs::read(&image).unwrap();
+        assert!(bytes.starts_with(b"before-snapshot"), "{}", image.display());
+        assert!(!bytes[4096..].starts_with(b"after-restore"), "{} was written", image.display());
+    }
+}
+
+/// Resident and proportional set size of a process, in KiB (`/proc/PID/smaps_rollup`).
+fn rss_pss(pid: i32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().strip_suffix("kB")?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+    };
+    (field("Rss:"), field("Pss:"))
+}
+
+#[test]
+fn clones_get_their_own_identity_and_disks_and_share_memory() {
+    image();
+    let root = Root::new("clone");
+    let disk = root.0.join("disk.img");
+    std::fs::File::create(&disk).unwrap().set_len(8 << 20).unwrap();
+    let vm_file = root.0.join("vm.toml");
+    std::fs::write(
+        &vm_file,
+        "[[disk]]\npath = \"disk.img\"\n[vsock]\ncid = 3\nuds = \"tmpl.sock\"\n",
+    )
+    .unwrap();
+    boot_counting(&root, "tmpl", Some(&vm_file));
+    let snap = root.0.join("tmpl-snap");
+    root.ok(&["snapshot", "tmpl", snap.to_str().unwrap(), "--leave-paused"]);
+    let last = *counts(&root.console_log("tmpl")).last().unwrap();
+    root.ok(&["stop", "tmpl"]);
+
+    let names = ["c0", "c1", "c2"];
+    let out = root.ok(&["clone", snap.to_str().unwrap(), names[0], names[1], names[2]]);
+    let mut cids = Vec::new();
+    for name in names {
+        let line = out.lines().find(|l| l.starts_with(&format!("{name}:"))).expect("a line each");
+        let cid: u64 = line
+            .split("vsock CID ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        cids.push(cid);
+        let vm = std::fs::read_to_string(root.vm_dir(name).join("vm.toml")).unwrap();
+        assert!(vm.contains(&format!("cid = {cid}")), "{vm}");
+        assert!(vm.contains(root.vm_dir(name).join("vsock.sock").to_str().unwrap()), "{vm}");
+    }
+    cids.sort();
+    cids.dedup();
+    assert_eq!(cids.len(), 3, "every clone has its own CID: {out}");
+    assert!(!cids.contains(&3), "the template's CID stays the template's: {cids:?}");
+
+    for name in names {
+        assert_eq!(root.state(name), "running");
+        let counted = more_counts(&root, name, 0, 2);
+        assert!(counted[0] >= last && counted[0] <= last + 2, "{name}: {last} then {counted:?}");
+        let from = root.console_log(name).len();
+        root.type_line(name, &format!("cat /tmp/marker; echo disk-of-{name} | dd of=/dev/vda conv=fsync 2>/dev/null; echo w-$?"));
+        let at = root.await_console(name, "marker-4242", from);
+        root.await_console(name, "w-0", at);
+    }
+    // Each clone reads back its own write: the overlays are independent.
+    for name in names {
+        let from = root.console_log(name).len();
+        root.type_line(name, "head -c 11 /dev/vda; echo");
+        root.await_console(name, &format!("disk-of-{name}"), from);
+    }
+    // The clones map the snapshot's memory file and share what none of them wrote: their
+    // proportional set sizes add up to much less than their resident sets.
+    let (rss, pss) =
+        names.iter().map(|n| rss_pss(root.pid(n))).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    assert!(rss - pss > 20 << 10, "clones share pages: RSS {rss} KiB, PSS {pss} KiB");
+    for name in names {
+        root.ok(&["stop", name]);
+    }
+    let base = std::fs::read(snap.join("disk0.img")).unwrap();
+    assert!(!base.starts_with(b"disk-of-"), "the snapshot's disk is never written");
 }
 
 /// Bytes a file takes on disk (sparse holes excluded).

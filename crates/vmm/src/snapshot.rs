@@ -66,6 +66,8 @@ pub enum SnapshotError {
     Invalid { dir: PathBuf, detail: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot copy the disk image {path} into the snapshot: {detail}")]
+    Disk { path: PathBuf, detail: String },
 }
 
 /// What taking a snapshot did.
@@ -122,16 +124,31 @@ impl Snapshots {
         if was_running {
             self.controller.pause()?;
         }
-        let vm_file = VmFile::describing(self.controller.config()).to_toml();
+        let mut vm_file = VmFile::describing(self.controller.config());
+        // Writable disks are copied into the snapshot (their state must match its memory);
+        // its VM file names the copies relative to the snapshot directory.
+        let mut disks = Vec::new();
+        for (i, disk) in vm_file.disk.iter_mut().enumerate().filter(|(_, d)| !d.read_only) {
+            let copy = PathBuf::from(format!("disk{i}.img"));
+            disks.push((disk.path.clone(), dir.join(&copy)));
+            disk.path = copy;
+        }
+        let vm_file = vm_file.to_toml();
         let written = self.controller.with_saved_state(|machine, state| {
-            write_snapshot(&dir, machine, &state, &vm_file, parent.as_deref(), &mut progress)
+            let files =
+                SnapshotFiles { vm_file: &vm_file, disks: &disks, parent: parent.as_deref() };
+            write_snapshot(&dir, machine, &state, &files, &mut progress)
         });
         let paused = started.elapsed();
         if was_running && !leave_paused {
             self.controller.resume()?;
         }
+        let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        // A failed snapshot consumed a round of dirty pages: the next diff would miss them,
+        // so the next snapshot must be a full one.
+        *latest = None;
         let (memory_bytes, pages) = written??;
-        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(dir.clone());
+        *latest = Some(dir.clone());
         Ok(SnapshotReport { dir, kind, memory_bytes, pages, paused })
     }
 
@@ -175,7 +192,11 @@ fn check_target(dir: &Path) -> Result<(), SnapshotError> {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         let base = name.strip_suffix(".partial").unwrap_or(&name);
-        if !ours.contains(&base) {
+        let disk_copy = base
+            .strip_prefix("disk")
+            .and_then(|rest| rest.strip_suffix(".img"))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if !ours.contains(&base) && !disk_copy {
             return Err(SnapshotError::Invalid {
                 dir: dir.to_owned(),
                 detail: format!(
@@ -193,16 +214,25 @@ pub fn vm_file_of(snapshot: &Snapshot) -> Result<String, SnapshotError> {
     Ok(snapshot.state().get_supported::<String>(VM_SECTION, 1, VM_VERSION)?.1)
 }
 
+/// What goes into a snapshot besides the machine's state and memory.
+struct SnapshotFiles<'a> {
+    vm_file: &'a str,
+    /// Disk images to copy: (the VM's image, the copy in the snapshot).
+    disks: &'a [(PathBuf, PathBuf)],
+    /// The snapshot a diff goes over.
+    parent: Option<&'a Path>,
+}
+
 /// Writes the snapshot; returns the bytes and pages of memory written. Runs with the VM
-/// paused and its devices held.
+/// paused and its devices held (their images flushed by `save_state`).
 fn write_snapshot(
     dir: &Path,
     machine: &Machine,
     state: &MachineState,
-    vm_file: &str,
-    parent: Option<&Path>,
+    files: &SnapshotFiles<'_>,
     progress: &mut impl FnMut(u64, u64),
 ) -> Result<(u64, u64), SnapshotError> {
+    let SnapshotFiles { vm_file, disks, parent } = *files;
     let ram = &machine.ram;
     // The pages written since the last snapshot, and a fresh round for the next one.
     let dirty = if ram.is_dirty_tracking() {
@@ -226,6 +256,10 @@ fn write_snapshot(
             let pages = dirty.ok_or(SnapshotError::NoParent)?;
             writer.write_memory_diff(bytes, pages, &mut *progress)?;
         }
+    }
+    for (image, copy) in disks {
+        keel_block::copy_sparse(image, copy, |_, _| {})
+            .map_err(|e| SnapshotError::Disk { path: image.clone(), detail: e.to_string() })?;
     }
     let snapshot_dir = writer.finish()?;
     let snapshot = Snapshot::open(&snapshot_dir)?;

@@ -105,6 +105,23 @@ pub enum ManageCommand {
         #[arg(long)]
         paused: bool,
     },
+    /// Start many VMs from one snapshot, each with its own disk overlays, MACs and vsock CID.
+    ///
+    /// The clones share the snapshot's memory pages copy-on-write until they write them.
+    Clone {
+        /// The snapshot directory.
+        dir: PathBuf,
+        /// The new VMs' names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// TAP device names for the clones' network interfaces: {n} is the clone's number
+        /// (0, 1, ...), {name} its name. Needed when the snapshot's VM has an interface.
+        #[arg(long, value_name = "TEMPLATE")]
+        tap: Option<String>,
+        /// Leave them paused.
+        #[arg(long)]
+        paused: bool,
+    },
     /// Print a VM's log (the VMM's), or with --console what the guest printed.
     Logs {
         name: String,
@@ -143,6 +160,9 @@ pub fn run(command: ManageCommand) -> anyhow::Result<ExitCode> {
         }
         ManageCommand::Restore { dir, name, paused } => {
             snapshot::restore(&store, &dir, name.as_deref(), paused)?
+        }
+        ManageCommand::Clone { dir, names, tap, paused } => {
+            snapshot::clone(&store, &dir, &names, tap.as_deref(), paused)?
         }
         ManageCommand::Logs { name, console, follow } => {
             logs::show(&store.vm(&name)?, console, follow)?

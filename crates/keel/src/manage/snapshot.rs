@@ -1,12 +1,16 @@
-//! `keel snapshot NAME DIR` and `keel restore DIR [NAME]`: freezing a running VM to files and
-//! bringing it back as a VM of the store, both through the VMM's API.
+//! `keel snapshot NAME DIR`, `keel restore DIR [NAME]` and `keel clone DIR NAME...`: freezing
+//! a running VM to files and bringing it back, once or many times, as VMs of the store, all
+//! through the VMMs' APIs.
 
 use std::io::{IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use keel_devices::virtio::config::DiskFormat;
 use keel_snapshot::Snapshot;
+use keel_vmm::config::{format_mac, generated_mac};
+use keel_vmm::VmFile;
 use serde_json::json;
 
 use super::commands::{launch, Launch, ManageError};
@@ -31,8 +35,7 @@ pub fn snapshot(
     if !state.is_live() {
         return Err(ManageError::NotRunning { name: vm.name, state });
     }
-    let dir = std::path::absolute(dir)
-        .map_err(|e| ManageError::BadPath(format!("{}: {e}", dir.display())))?;
+    let dir = absolute(dir)?;
     let body = json!({
         "snapshot_path": dir,
         "snapshot_type": if diff { "Diff" } else { "Full" },
@@ -62,59 +65,154 @@ pub fn snapshot(
 }
 
 /// `keel restore DIR [NAME] [--paused]`: a new VM in the store, made from the snapshot's VM
-/// file, that goes on from the snapshot.
+/// file, that goes on from the snapshot as the same machine (same MACs, same vsock CID).
 pub fn restore(
     store: &Store,
     dir: &Path,
     name: Option<&str>,
     paused: bool,
 ) -> Result<(), ManageError> {
-    let dir = std::path::absolute(dir)
-        .map_err(|e| ManageError::BadPath(format!("{}: {e}", dir.display())))?;
-    let snapshot = Snapshot::open(&dir).map_err(|e| ManageError::BadPath(e.to_string()))?;
-    let vm_file = keel_vmm::snapshot::vm_file_of(&snapshot)
-        .map_err(|e| ManageError::BadPath(e.to_string()))?;
+    let dir = absolute(dir)?;
     let name = match name {
         Some(n) => n.to_string(),
         None => default_name(&dir)?,
     };
-    create_from_vm_file(store, &name, &vm_file, &format!("restored from {}", dir.display()))?;
-    if let Err(e) = launch(store, &name, Launch::Restore { snapshot: &dir, paused }) {
-        // A restore that failed leaves no VM behind that looks made.
-        if let Ok(vm) = store.vm(&name) {
-            let _ = vm.remove();
-        }
-        return Err(e);
-    }
-    println!(
-        "{name}: restored from {} ({})",
-        dir.display(),
-        if paused { "paused" } else { "running" }
-    );
+    vm_from_snapshot(store, &dir, &name, &Identity::Same)?;
+    start_restored(store, &dir, &name, paused)?;
+    let how = if paused { "paused" } else { "running" };
+    println!("{name}: restored from {} ({how})", dir.display());
     Ok(())
 }
 
-/// A new VM `name` whose VM file is `text` (a snapshot's, maybe edited for a clone).
-pub fn create_from_vm_file(
+/// `keel clone SNAPSHOT NAME... [--tap TEMPLATE] [--paused]`: many VMs from one snapshot,
+/// each with its own disk overlays, MAC addresses, vsock CID and socket. Their memory is the
+/// snapshot's, mapped copy-on-write: the clones share every page none of them wrote.
+pub fn clone(
     store: &Store,
-    name: &str,
-    text: &str,
-    origin: &str,
+    dir: &Path,
+    names: &[String],
+    tap: Option<&str>,
+    paused: bool,
 ) -> Result<(), ManageError> {
+    let dir = absolute(dir)?;
+    // Check every name before making any clone.
+    for name in names {
+        validate_name(name)?;
+        if store.vm(name).is_ok() {
+            return Err(StoreError::Exists(name.clone()).into());
+        }
+    }
+    for (cid, (index, name)) in (next_free_cid(store)..).zip(names.iter().enumerate()) {
+        let identity = Identity::Clone { index, tap, cid };
+        let made = vm_from_snapshot(store, &dir, name, &identity)?;
+        start_restored(store, &dir, name, paused)?;
+        println!("{name}: cloned from {}{made}", dir.display());
+    }
+    Ok(())
+}
+
+/// How a VM made from a snapshot relates to the one that was saved.
+enum Identity<'a> {
+    /// The same machine (`keel restore`).
+    Same,
+    /// A new one: clone number `index`, its TAP devices named from `tap` (`{name}` and `{n}`
+    /// replaced), its vsock CID `cid`.
+    Clone { index: usize, tap: Option<&'a str>, cid: u64 },
+}
+
+/// Makes VM `name` from the snapshot in `dir`: its VM file is the snapshot's, with a qcow2
+/// overlay in the VM's directory over each disk the snapshot holds (the snapshot itself is
+/// never written), and for a clone new MACs, TAPs and vsock CID. Returns what a clone got,
+/// for the report.
+fn vm_from_snapshot(
+    store: &Store,
+    dir: &Path,
+    name: &str,
+    identity: &Identity<'_>,
+) -> Result<String, ManageError> {
+    let bad = |e: &dyn std::fmt::Display| ManageError::BadPath(e.to_string());
+    let snapshot = Snapshot::open(dir).map_err(|e| bad(&e))?;
+    let text = keel_vmm::snapshot::vm_file_of(&snapshot).map_err(|e| bad(&e))?;
+    let mut vm = VmFile::parse(&text, &snapshot.dir().join(keel_snapshot::STATE_FILE))?;
     validate_name(name)?;
     if store.vm(name).is_ok() {
         return Err(StoreError::Exists(name.to_string()).into());
     }
-    let vm = store.create(name)?;
-    let text = format!("# Made by keel: {origin}.\n{text}");
-    let written = write_atomic(&vm.vm_file(), text.as_bytes())
-        .map_err(ManageError::from)
-        .and_then(|()| keel_vmm::VmFile::load(&vm.vm_file()).map(drop).map_err(ManageError::from));
-    if let Err(e) = written {
-        let _ = vm.remove();
+    let vm_dir = store.create(name)?;
+    let made = (|| -> Result<String, ManageError> {
+        for (i, disk) in vm.disk.iter_mut().enumerate() {
+            if disk.path.is_absolute() {
+                continue;
+            }
+            let base = dir.join(&disk.path);
+            let overlay = vm_dir.path.join(format!("disk{i}.qcow2"));
+            let format = keel_block::detect_format(&base).map_err(|e| bad(&e))?;
+            keel_block::create_qcow2_overlay(&overlay, &base, format).map_err(|e| bad(&e))?;
+            disk.path = overlay;
+            disk.format = Some(DiskFormat::Qcow2);
+        }
+        let mut report = String::new();
+        if let Identity::Clone { index, tap, cid } = identity {
+            for net in &mut vm.net {
+                let Some(template) = tap else {
+                    return Err(ManageError::BadPath(format!(
+                        "the snapshot's VM has a network interface on TAP {}: give each clone \
+                         its own TAP device with --tap TEMPLATE (e.g. --tap kc{{n}}; {{n}} is \
+                         the clone's number, {{name}} its name)",
+                        net.tap
+                    )));
+                };
+                net.tap = template.replace("{name}", name).replace("{n}", &index.to_string());
+                let mac = format_mac(&generated_mac(name, &net.tap));
+                report.push_str(&format!(", {} with MAC {mac}", net.tap));
+                net.mac = Some(mac);
+            }
+            if let Some(vsock) = &mut vm.vsock {
+                vsock.cid = *cid;
+                vsock.uds = vm_dir.path.join("vsock.sock");
+                report.push_str(&format!(", vsock CID {cid} on {}", vsock.uds.display()));
+            }
+            vm.validate(&format!("the VM file of clone {name}"))?;
+        }
+        let origin = match identity {
+            Identity::Same => format!("restored from {}", dir.display()),
+            Identity::Clone { .. } => format!("cloned from {}", dir.display()),
+        };
+        let text = format!("# Made by keel: {origin}.\n{}", vm.to_toml());
+        write_atomic(&vm_dir.vm_file(), text.as_bytes())?;
+        VmFile::load(&vm_dir.vm_file())?;
+        Ok(report)
+    })();
+    if made.is_err() {
+        let _ = vm_dir.remove();
+    }
+    made
+}
+
+/// Starts VM `name` from the snapshot; a VM that cannot start is removed again, so a failed
+/// restore leaves nothing that looks made.
+fn start_restored(store: &Store, dir: &Path, name: &str, paused: bool) -> Result<(), ManageError> {
+    if let Err(e) = launch(store, name, Launch::Restore { snapshot: dir, paused }) {
+        if let Ok(vm) = store.vm(name) {
+            let _ = vm.remove();
+        }
         return Err(e);
     }
     Ok(())
+}
+
+/// A vsock CID no VM in the store uses (clones get their own; CIDs 0-2 are reserved).
+fn next_free_cid(store: &Store) -> u64 {
+    let used = store
+        .list()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|vm| VmFile::load(&vm.vm_file()).ok()?.vsock.map(|v| v.cid));
+    used.max().map_or(3, |c| c + 1).max(3)
+}
+
+fn absolute(dir: &Path) -> Result<PathBuf, ManageError> {
+    std::path::absolute(dir).map_err(|e| ManageError::BadPath(format!("{}: {e}", dir.display())))
 }
 
 /// The snapshot directory's name, when it is a valid VM name.
