@@ -10,6 +10,7 @@ use crate::image;
 use crate::run::DEFAULT_CMDLINE;
 
 mod disk;
+mod snapshot;
 mod start;
 
 #[derive(clap::Subcommand)]
@@ -42,6 +43,16 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         count: usize,
     },
+    /// Snapshot and restore of a running guest (keel's snapshots beside QEMU's savevm and
+    /// loadvm), and how fast clones of one snapshot start and how much memory they take.
+    Snapshot {
+        /// Guest memory sizes in MiB, one measurement each.
+        #[arg(long, value_delimiter = ',', default_values_t = [256, 1024])]
+        memory: Vec<u64>,
+        /// Clones of the first size's snapshot (0: none).
+        #[arg(long, default_value_t = 4)]
+        clones: usize,
+    },
 }
 
 const QEMU: &str = "qemu-system-riscv64";
@@ -63,6 +74,9 @@ pub fn bench(cmd: BenchCommand) -> Result<ExitCode> {
         }
         BenchCommand::Disk { runs, size } => return disk::bench_disk(&image, runs, size),
         BenchCommand::Start { count } => return start::bench_start(&image, count),
+        BenchCommand::Snapshot { memory, clones } => {
+            return snapshot::bench_snapshot(&image, &memory, clones)
+        }
         BenchCommand::Cpu { runs } => {
             (runs, 1, vec!["sh".into(), "-c".into(), CPU_SCRIPT.into()], |out, _| {
                 guest_elapsed(out)
