@@ -376,7 +376,7 @@ impl VmApi for Vmm {
     fn load_snapshot(&self, params: SnapshotLoadParams) -> Result<(), ApiError> {
         let _op = self.begin("restore")?;
         let dir = PathBuf::from(&params.snapshot_path);
-        let result = self.snapshots.load(&dir, !params.resume_vm);
+        let result = self.snapshots.load(&dir, !params.resume_vm, &self.name);
         if let Err(SnapshotError::Control(ControlError::Start(_))) = &result {
             // As a failed boot: nothing runs, the VMM goes away and the VM stays created.
             self.exit.give_up();

@@ -210,6 +210,20 @@ fn clones_get_their_own_identity_and_disks_and_share_memory() {
         let at = root.await_console(name, "marker-4242", from);
         root.await_console(name, "w-0", at);
     }
+    // The default image's agent took each clone's identity from keel (on ttyS1): its name as
+    // hostname, a fresh RNG seed, the wall clock.
+    for name in names {
+        let log = root.vm_dir(name).join("keel.log");
+        let deadline = std::time::Instant::now() + store::DEADLINE;
+        let expect = format!("guest agent: applied as {name}: hostname rng clock");
+        while !std::fs::read_to_string(&log).unwrap_or_default().contains(&expect) {
+            assert!(std::time::Instant::now() < deadline, "{name}: no {expect:?} in keel.log");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let from = root.console_log(name).len();
+        root.type_line(name, "echo host-$(hostname)");
+        root.await_console(name, &format!("host-{name}"), from);
+    }
     // Each clone reads back its own write: the overlays are independent.
     for name in names {
         let from = root.console_log(name).len();

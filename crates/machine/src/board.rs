@@ -97,6 +97,8 @@ pub enum MachineError {
 pub struct Machine {
     pub ram: Arc<GuestRam>,
     pub uart: Arc<Uart>,
+    /// The guest agent's serial port (see [`crate::agent`]).
+    pub agent: Arc<Uart>,
     pub power: Arc<PowerLatch>,
     pub clock: Arc<Clock>,
     /// The virtio devices, in slot order.
@@ -224,12 +226,17 @@ impl Machine {
             plic.source(fdt::UART_IRQ),
             Box::new(ConsoleWriter(console.clone())),
         ));
+        let agent = Arc::new(Uart::new(
+            plic.source(fdt::AGENT_UART_IRQ),
+            Box::new(crate::agent::AgentLog::default()),
+        ));
         let rtc = Arc::new(Rtc::new(plic.source(fdt::RTC_IRQ)));
         let syscon = Arc::new(Syscon::new(power.clone()));
         let mut windows = vec![
             window(fdt::CLINT_BASE, 0x1_0000, aclint.clone()),
             window(fdt::PLIC_BASE, 0x60_0000, plic.clone()),
             window(fdt::UART_BASE, keel_devices::uart::UART_SIZE, uart.clone()),
+            window(fdt::AGENT_UART_BASE, keel_devices::uart::UART_SIZE, agent.clone()),
             window(fdt::SYSCON_BASE, 0x1000, syscon.clone()),
             window(fdt::RTC_BASE, 0x1000, rtc.clone()),
         ];
@@ -279,6 +286,7 @@ impl Machine {
         Ok(Machine {
             ram,
             uart,
+            agent,
             power,
             clock,
             virtio,

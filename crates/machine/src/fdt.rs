@@ -21,6 +21,10 @@ pub const CLINT_BASE: u64 = 0x0200_0000;
 pub const PLIC_BASE: u64 = 0x0c00_0000;
 pub const UART_BASE: u64 = 0x1000_0000;
 pub const UART_IRQ: u32 = 10;
+/// A second 16550 (the guest's ttyS1), keel's channel to a guest agent: after a restore the
+/// VMM writes the VM's identity there (see `crate::agent`). Free in QEMU `virt`'s map.
+pub const AGENT_UART_BASE: u64 = 0x0010_2000;
+pub const AGENT_UART_IRQ: u32 = 12;
 pub const VIRTIO_BASE: u64 = 0x1000_1000;
 pub const VIRTIO_SIZE: u64 = 0x1000;
 /// virtio-mmio slots: slot n is at `VIRTIO_BASE + n * VIRTIO_SIZE` with PLIC source `n + 1`.
@@ -156,6 +160,7 @@ pub fn build_fdt(cfg: &FdtConfig) -> Result<Vec<u8>, FdtError> {
     write_chosen(&mut fdt, cfg)?;
     let aliases = fdt.begin_node("aliases")?;
     fdt.property_string("serial0", &uart_path())?;
+    fdt.property_string("serial1", &format!("/soc/serial@{AGENT_UART_BASE:x}"))?;
     fdt.end_node(aliases)?;
 
     let mem = fdt.begin_node(&format!("memory@{:x}", cfg.memory_base))?;
@@ -273,13 +278,15 @@ fn write_soc(fdt: &mut FdtWriter, cfg: &FdtConfig, ph: &Phandles) -> Result<(), 
     fdt.property_phandle(ph.plic)?;
     fdt.end_node(n)?;
 
-    let n = fdt.begin_node(&format!("serial@{UART_BASE:x}"))?;
-    fdt.property_string("compatible", "ns16550a")?;
-    fdt.property_array_u64("reg", &[UART_BASE, uart::UART_SIZE])?;
-    fdt.property_u32("clock-frequency", uart::UART_CLOCK_HZ)?;
-    fdt.property_u32("interrupt-parent", ph.plic)?;
-    fdt.property_u32("interrupts", UART_IRQ)?;
-    fdt.end_node(n)?;
+    for (base, irq) in [(UART_BASE, UART_IRQ), (AGENT_UART_BASE, AGENT_UART_IRQ)] {
+        let n = fdt.begin_node(&format!("serial@{base:x}"))?;
+        fdt.property_string("compatible", "ns16550a")?;
+        fdt.property_array_u64("reg", &[base, uart::UART_SIZE])?;
+        fdt.property_u32("clock-frequency", uart::UART_CLOCK_HZ)?;
+        fdt.property_u32("interrupt-parent", ph.plic)?;
+        fdt.property_u32("interrupts", irq)?;
+        fdt.end_node(n)?;
+    }
 
     let n = fdt.begin_node(&format!("test@{SYSCON_BASE:x}"))?;
     fdt.property_string_list(
@@ -486,6 +493,10 @@ mod tests {
         assert_eq!(
             f.find_node("/aliases").unwrap().property("serial0").unwrap().as_str(),
             Some("/soc/serial@10000000")
+        );
+        assert_eq!(
+            f.find_node("/aliases").unwrap().property("serial1").unwrap().as_str(),
+            Some("/soc/serial@102000")
         );
     }
 

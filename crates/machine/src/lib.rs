@@ -1,5 +1,6 @@
 //! keel-machine: the board around the harts.
 //!
+//! * [`agent`]: the second UART, keel's channel to an agent in the guest.
 //! * [`board`]: builds a [`Machine`] (RAM, devices, harts) and loads the boot image.
 //! * [`fdt`]: builds the flattened device tree describing the QEMU `virt`-compatible board.
 //! * [`loader`]: recognises a kernel (RISC-V Linux `Image`, or a RISC-V ELF executable) and
@@ -11,6 +12,7 @@
 //! * [`metrics`]: what the vCPUs and devices did, read while the machine runs.
 //! * [`snapshot`]: a paused machine's state as data, and a machine restored from it.
 
+pub mod agent;
 pub mod board;
 pub mod bus;
 pub mod fdt;

@@ -32,6 +32,8 @@ pub struct MachineState {
     pub aclint: AclintState,
     pub plic: PlicState,
     pub uart: UartState,
+    /// The guest agent's serial port.
+    pub agent_uart: UartState,
     pub rtc: RtcState,
     pub syscon: SysconState,
     /// One per virtio slot, in slot order.
@@ -58,6 +60,7 @@ impl Machine {
             aclint: self.aclint.save_state(),
             plic: self.plic.save_state(),
             uart: self.uart.save_state(),
+            agent_uart: self.agent.save_state(),
             rtc: self.rtc.save_state(),
             syscon: self.syscon.save_state(),
             virtio,
@@ -115,6 +118,7 @@ impl Machine {
         machine.aclint.restore_state(&state.aclint).map_err(|e| mismatch("CLINT", e))?;
         machine.plic.restore_state(&state.plic).map_err(|e| mismatch("PLIC", e))?;
         machine.uart.restore_state(&state.uart).map_err(|e| mismatch("UART", e))?;
+        machine.agent.restore_state(&state.agent_uart).map_err(|e| mismatch("agent UART", e))?;
         machine.rtc.restore_state(&state.rtc);
         machine.syscon.restore_state(&state.syscon);
         for (i, (t, s)) in machine.virtio.iter().zip(&state.virtio).enumerate() {

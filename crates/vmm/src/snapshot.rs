@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use keel_machine::{fdt, Machine, MachineState};
+use keel_machine::{agent, fdt, Machine, MachineState, VirtioConfig};
 use keel_memory::GuestRam;
 use keel_snapshot::{
     MemoryKind, Snapshot, SnapshotWriter, COMPLETE_FILE, MEMORY_FILE, PAGE_SIZE, STATE_FILE,
@@ -33,7 +33,8 @@ use crate::runner::RunError;
 const VM_SECTION: &str = "vm";
 const VM_VERSION: u32 = 1;
 const MACHINE_SECTION: &str = "machine";
-const MACHINE_VERSION: u32 = 1;
+/// 2: the guest agent's UART joined the machine.
+const MACHINE_VERSION: u32 = 2;
 const PARENT_SECTION: &str = "parent";
 const PARENT_VERSION: u32 = 1;
 
@@ -156,19 +157,31 @@ impl Snapshots {
     /// VM's own VM file must describe the same machine (vCPUs, memory, devices); its disks,
     /// MAC addresses and vsock CID may differ (a clone's do). With `paused` the VM waits for
     /// a resume, else the guest goes on at once.
-    pub fn load(&self, dir: &Path, paused: bool) -> Result<(), SnapshotError> {
+    ///
+    /// Once restored, the guest agent hears the VM's identity now: `name`, a fresh RNG seed
+    /// and its MACs (see `keel_machine::agent`).
+    pub fn load(&self, dir: &Path, paused: bool, name: &str) -> Result<(), SnapshotError> {
         let dir = std::path::absolute(dir)
             .map_err(|source| SnapshotError::Io { path: dir.to_owned(), source })?;
         let chain = open_chain(&dir)?;
         let top = chain.last().expect("a chain has at least one snapshot");
         let (_, state): (u32, MachineState) =
-            top.state().get_supported(MACHINE_SECTION, 1, MACHINE_VERSION)?;
+            top.state().get_supported(MACHINE_SECTION, MACHINE_VERSION, MACHINE_VERSION)?;
         self.controller.start_restored(paused, |config, console| {
             let ram = restore_memory(&chain, config.memory_mib << 20)?;
             ram.start_dirty_tracking();
             Ok(Machine::restore(config, console, ram, &state)?)
         })?;
         *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(dir);
+        if let Some(machine) = self.controller.machine() {
+            let macs: Vec<[u8; 6]> = (self.controller.config().virtio.iter())
+                .filter_map(|d| match d {
+                    VirtioConfig::Net(n) => Some(n.mac),
+                    _ => None,
+                })
+                .collect();
+            machine.agent.push_input(&agent::restored_message(name, &macs));
+        }
         Ok(())
     }
 
