@@ -19,44 +19,17 @@ pub fn copy_sparse(
     dest: &Path,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<(), BlockError> {
-    let io = |path: &Path, op: &'static str| {
-        let path = path.to_owned();
+    let io = |op: &'static str| {
+        let path = src.to_owned();
         move |source: io::Error| BlockError::Io { path, op, source }
     };
-    let mut from = File::open(src).map_err(io(src, "open"))?;
-    let total = from.metadata().map_err(io(src, "stat"))?.len();
-    let mut tmp_name = dest.as_os_str().to_owned();
-    tmp_name.push(".partial");
-    let tmp = Path::new(&tmp_name);
-    let mut to = File::create(tmp).map_err(io(tmp, "create"))?;
-    let mut buf = vec![0u8; CHUNK];
-    let mut done = 0u64;
-    let copied = (|| -> Result<(), BlockError> {
-        loop {
-            let n = read_full(&mut from, &mut buf).map_err(io(src, "read"))?;
-            if n == 0 {
-                break;
-            }
-            if buf[..n].iter().all(|&b| b == 0) {
-                to.seek(SeekFrom::Current(n as i64)).map_err(io(tmp, "seek"))?;
-            } else {
-                to.write_all(&buf[..n]).map_err(io(tmp, "write"))?;
-            }
-            done += n as u64;
-            progress(done, total);
-        }
-        to.set_len(done).map_err(io(tmp, "set the length of"))?;
-        to.sync_all().map_err(io(tmp, "fsync"))?;
-        std::fs::rename(tmp, dest).map_err(io(dest, "rename into place"))
-    })();
-    if copied.is_err() {
-        let _ = std::fs::remove_file(tmp);
-    }
-    copied
+    let mut from = File::open(src).map_err(io("open"))?;
+    let total = from.metadata().map_err(io("stat"))?.len();
+    write_sparse_reporting(&mut from, dest, |done| progress(done, total)).map(drop)
 }
 
 /// Reads until `buf` is full or the file ends.
-fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+fn read_full(file: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match file.read(&mut buf[n..])? {
@@ -81,6 +54,86 @@ pub fn detect_format(path: &Path) -> Result<ImageFormat, BlockError> {
         source,
     })?;
     Ok(if n == 4 && magic == QCOW2_MAGIC { ImageFormat::Qcow2 } else { ImageFormat::Raw })
+}
+
+/// The contents of a disk as the guest sees them (a qcow2 image's clusters and backing files
+/// resolved), as a byte stream of [`DiskImage::size`] bytes: what an appliance archive holds,
+/// so that it needs none of the files the image came from.
+pub struct DiskReader {
+    image: Box<dyn crate::DiskImage>,
+    offset: u64,
+}
+
+impl DiskReader {
+    /// Opens `path` read-only (its format detected).
+    pub fn open(path: &Path) -> Result<DiskReader, BlockError> {
+        let image = crate::open(path, &crate::OpenOptions { read_only: true, format: None })?;
+        Ok(DiskReader { image, offset: 0 })
+    }
+
+    /// The disk's size in bytes.
+    pub fn size(&self) -> u64 {
+        self.image.size()
+    }
+}
+
+impl Read for DiskReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.image.size() - self.offset;
+        let n = (buf.len() as u64).min(left).min(CHUNK as u64) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        self.image.read_at(self.offset, &mut buf[..n]).map_err(io::Error::other)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// Writes `reader`'s bytes to a new file `dest`, leaving runs of zeroes as holes, through a
+/// `.partial` name and a rename (fsynced). Returns the bytes written.
+pub fn write_sparse(reader: &mut dyn Read, dest: &Path) -> Result<u64, BlockError> {
+    write_sparse_reporting(reader, dest, |_| {})
+}
+
+/// [`write_sparse`], calling `progress(bytes done)` after each chunk.
+fn write_sparse_reporting(
+    reader: &mut dyn Read,
+    dest: &Path,
+    mut progress: impl FnMut(u64),
+) -> Result<u64, BlockError> {
+    let io = |path: &Path, op: &'static str| {
+        let path = path.to_owned();
+        move |source: io::Error| BlockError::Io { path, op, source }
+    };
+    let mut tmp_name = dest.as_os_str().to_owned();
+    tmp_name.push(".partial");
+    let tmp = Path::new(&tmp_name);
+    let mut to = File::create(tmp).map_err(io(tmp, "create"))?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut done = 0u64;
+    let written = (|| -> Result<(), BlockError> {
+        loop {
+            let n = read_full(reader, &mut buf).map_err(io(dest, "read the data for"))?;
+            if n == 0 {
+                break;
+            }
+            if buf[..n].iter().all(|&b| b == 0) {
+                to.seek(SeekFrom::Current(n as i64)).map_err(io(tmp, "seek"))?;
+            } else {
+                to.write_all(&buf[..n]).map_err(io(tmp, "write"))?;
+            }
+            done += n as u64;
+            progress(done);
+        }
+        to.set_len(done).map_err(io(tmp, "set the length of"))?;
+        to.sync_all().map_err(io(tmp, "fsync"))?;
+        std::fs::rename(tmp, dest).map_err(io(dest, "rename into place"))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(tmp);
+    }
+    written.map(|()| done)
 }
 
 #[cfg(test)]
@@ -118,6 +171,31 @@ mod tests {
         let err = copy_sparse(&dir.path().join("nope.img"), &dest, |_, _| {}).unwrap_err();
         assert!(err.to_string().contains("nope.img"), "{err}");
         assert!(!dest.exists());
+    }
+
+    #[test]
+    fn a_disk_reads_as_the_guest_sees_it_and_lands_sparse() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base.img");
+        let f = File::create(&base).unwrap();
+        f.set_len(4 << 20).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, b"base", 0).unwrap();
+        let overlay = dir.path().join("top.qcow2");
+        crate::create_qcow2_overlay(&overlay, &base, ImageFormat::Raw).unwrap();
+        {
+            let mut top = crate::open(&overlay, &crate::OpenOptions::default()).unwrap();
+            top.write_at(1 << 20, b"top").unwrap();
+            top.flush().unwrap();
+        }
+        let mut reader = DiskReader::open(&overlay).unwrap();
+        assert_eq!(reader.size(), 4 << 20);
+        let flat = dir.path().join("flat.img");
+        assert_eq!(write_sparse(&mut reader, &flat).unwrap(), 4 << 20);
+        let bytes = std::fs::read(&flat).unwrap();
+        assert!(bytes.starts_with(b"base"));
+        assert_eq!(&bytes[1 << 20..(1 << 20) + 3], b"top");
+        assert_eq!(detect_format(&flat).unwrap(), ImageFormat::Raw);
+        assert!(std::fs::metadata(&flat).unwrap().blocks() * 512 <= 2 * CHUNK as u64);
     }
 
     #[test]

@@ -25,7 +25,7 @@ mod sys;
 
 use std::path::Path;
 
-pub use copy::{copy_sparse, detect_format};
+pub use copy::{copy_sparse, detect_format, write_sparse, DiskReader};
 pub use error::BlockError;
 
 /// The first four bytes of every qcow2 image.

@@ -1,6 +1,8 @@
 //! End-to-end: snapshots of running Debian guests (`keel snapshot`, `keel restore`, the API's
 //! `PUT /snapshot/create|load`): the restored guest goes on where it stopped, with its
-//! processes and memory; diff snapshots hold only what changed; broken snapshots are refused.
+//! processes and memory; diff snapshots hold only what changed; clones get their own identity
+//! and share memory; appliances (`keel export`/`import`) carry a VM and its snapshot; broken
+//! snapshots are refused.
 //!
 //! Every test has its own state root (`KEEL_STATE_DIR`), so they run in parallel.
 
@@ -312,4 +314,63 @@ fn broken_snapshots_and_bad_targets_are_refused_clearly() {
     let counted = more_counts(&root, "fine", 0, 2);
     assert!(counted[0] > 1, "{counted:?}");
     root.ok(&["stop", "fine"]);
+}
+
+#[test]
+fn appliances_carry_a_vm_and_its_snapshot_to_a_new_vm() {
+    image();
+    let root = Root::new("appliance");
+    let disk = root.0.join("disk.img");
+    let f = std::fs::File::create(&disk).unwrap();
+    f.set_len(8 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"appliance-data", 0).unwrap();
+    let vm_file = root.0.join("vm.toml");
+    std::fs::write(&vm_file, "[[disk]]\npath = \"disk.img\"\n").unwrap();
+
+    // A VM that never ran: its VM file, kernel, initrd and disk travel in one file.
+    root.ok(&["create", "plain", vm_file.to_str().unwrap()]);
+    let plain = root.0.join("plain.keel");
+    root.ok(&["export", "plain", plain.to_str().unwrap()]);
+    let out = root.ok(&["import", plain.to_str().unwrap(), "plain2"]);
+    assert!(out.contains("keel start plain2"), "{out}");
+    let imported = std::fs::read_to_string(root.vm_dir("plain2").join("vm.toml")).unwrap();
+    assert!(
+        imported.contains(root.vm_dir("plain2").join("appliance/boot/vmlinux").to_str().unwrap()),
+        "{imported}"
+    );
+    root.ok(&["start", "plain2"]);
+    root.await_console("plain2", PROMPT, 0);
+    let from = root.console_log("plain2").len();
+    root.type_line("plain2", "head -c 14 /dev/vda; echo");
+    root.await_console("plain2", "appliance-data", from);
+    root.ok(&["stop", "plain2"]);
+
+    // A running VM cannot be exported without a snapshot; with one, the imported VM goes on
+    // from it.
+    boot_counting(&root, "live", Some(&vm_file));
+    let err = root.fails(&["export", "live", root.0.join("x.keel").to_str().unwrap()]);
+    assert!(err.contains("Stop it first"), "{err}");
+    let snap = root.0.join("live-snap");
+    root.ok(&["snapshot", "live", snap.to_str().unwrap(), "--leave-paused"]);
+    let last = *counts(&root.console_log("live")).last().unwrap();
+    let packed = root.0.join("live.keel");
+    root.ok(&["export", "live", packed.to_str().unwrap(), "--snapshot", snap.to_str().unwrap()]);
+    root.ok(&["stop", "live"]);
+    std::fs::remove_dir_all(&snap).unwrap();
+    let out = root.ok(&["import", packed.to_str().unwrap(), "live2"]);
+    assert!(out.contains("restored from its snapshot"), "{out}");
+    let counted = more_counts(&root, "live2", 0, 2);
+    assert!(counted[0] >= last && counted[0] <= last + 2, "{last} then {counted:?}");
+    let from = root.console_log("live2").len();
+    root.type_line("live2", "cat /tmp/marker; head -c 14 /dev/vda; echo");
+    let at = root.await_console("live2", "marker-4242", from);
+    root.await_console("live2", "appliance-data", at);
+    root.ok(&["stop", "live2"]);
+
+    // Anything else is refused, and leaves no VM behind.
+    let junk = root.0.join("junk.keel");
+    std::fs::write(&junk, b"not an appliance").unwrap();
+    let err = root.fails(&["import", junk.to_str().unwrap(), "junk"]);
+    assert!(err.contains("junk.keel"), "{err}");
+    assert!(!root.ok(&["ls"]).contains("junk"));
 }

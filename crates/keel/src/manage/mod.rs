@@ -4,6 +4,7 @@
 //! `~/.local/state/keel`) holding its VM file, and while it runs, a `keel vmm --dir DIR`
 //! process's pid file and API socket. A running VM is reached only through that socket.
 
+mod appliance;
 pub(crate) mod client;
 mod commands;
 mod console;
@@ -122,6 +123,19 @@ pub enum ManageCommand {
         #[arg(long)]
         paused: bool,
     },
+    /// Pack a VM into one file (a virtual appliance): its VM file, kernel, initrd and disks,
+    /// and optionally a snapshot of it.
+    Export {
+        name: String,
+        /// The archive to write (gzip-compressed tar).
+        file: PathBuf,
+        /// A full snapshot of the VM to include (from `keel snapshot`): the imported VM then
+        /// goes on from it. Without it the VM must be stopped.
+        #[arg(long, value_name = "DIR")]
+        snapshot: Option<PathBuf>,
+    },
+    /// Unpack an appliance as a new VM (restored at once if it holds a snapshot).
+    Import { file: PathBuf, name: String },
     /// Print a VM's log (the VMM's), or with --console what the guest printed.
     Logs {
         name: String,
@@ -164,6 +178,10 @@ pub fn run(command: ManageCommand) -> anyhow::Result<ExitCode> {
         ManageCommand::Clone { dir, names, tap, paused } => {
             snapshot::clone(&store, &dir, &names, tap.as_deref(), paused)?
         }
+        ManageCommand::Export { name, file, snapshot } => {
+            appliance::export(&store, &name, &file, snapshot.as_deref())?
+        }
+        ManageCommand::Import { file, name } => appliance::import(&store, &file, &name)?,
         ManageCommand::Logs { name, console, follow } => {
             logs::show(&store.vm(&name)?, console, follow)?
         }

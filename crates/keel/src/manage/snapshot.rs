@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::commands::{launch, Launch, ManageError};
 use super::status::{api, probe};
-use super::store::{validate_name, write_atomic, Store, StoreError};
+use super::store::{validate_name, write_atomic, Store, StoreError, VmDir};
 
 /// Writing a large guest's memory takes a while; the request waits for all of it.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -112,7 +112,7 @@ pub fn clone(
 }
 
 /// How a VM made from a snapshot relates to the one that was saved.
-enum Identity<'a> {
+pub(super) enum Identity<'a> {
     /// The same machine (`keel restore`).
     Same,
     /// A new one: clone number `index`, its TAP devices named from `tap` (`{name}` and `{n}`
@@ -120,78 +120,98 @@ enum Identity<'a> {
     Clone { index: usize, tap: Option<&'a str>, cid: u64 },
 }
 
-/// Makes VM `name` from the snapshot in `dir`: its VM file is the snapshot's, with a qcow2
-/// overlay in the VM's directory over each disk the snapshot holds (the snapshot itself is
-/// never written), and for a clone new MACs, TAPs and vsock CID. Returns what a clone got,
-/// for the report.
+/// Makes VM `name` from the snapshot in `dir` (see [`fill_from_snapshot`]); nothing is left
+/// when that fails. Returns what a clone got, for the report.
 fn vm_from_snapshot(
     store: &Store,
     dir: &Path,
     name: &str,
     identity: &Identity<'_>,
 ) -> Result<String, ManageError> {
-    let bad = |e: &dyn std::fmt::Display| ManageError::BadPath(e.to_string());
-    let snapshot = Snapshot::open(dir).map_err(|e| bad(&e))?;
-    let text = keel_vmm::snapshot::vm_file_of(&snapshot).map_err(|e| bad(&e))?;
-    let mut vm = VmFile::parse(&text, &snapshot.dir().join(keel_snapshot::STATE_FILE))?;
     validate_name(name)?;
     if store.vm(name).is_ok() {
         return Err(StoreError::Exists(name.to_string()).into());
     }
     let vm_dir = store.create(name)?;
-    let made = (|| -> Result<String, ManageError> {
-        for (i, disk) in vm.disk.iter_mut().enumerate() {
-            if disk.path.is_absolute() {
-                continue;
-            }
-            let base = dir.join(&disk.path);
-            let overlay = vm_dir.path.join(format!("disk{i}.qcow2"));
-            let format = keel_block::detect_format(&base).map_err(|e| bad(&e))?;
-            keel_block::create_qcow2_overlay(&overlay, &base, format).map_err(|e| bad(&e))?;
-            disk.path = overlay;
-            disk.format = Some(DiskFormat::Qcow2);
-        }
-        let mut report = String::new();
-        if let Identity::Clone { index, tap, cid } = identity {
-            for net in &mut vm.net {
-                let Some(template) = tap else {
-                    return Err(ManageError::BadPath(format!(
-                        "the snapshot's VM has a network interface on TAP {}: give each clone \
-                         its own TAP device with --tap TEMPLATE (e.g. --tap kc{{n}}; {{n}} is \
-                         the clone's number, {{name}} its name)",
-                        net.tap
-                    )));
-                };
-                net.tap = template.replace("{name}", name).replace("{n}", &index.to_string());
-                let mac = format_mac(&generated_mac(name, &net.tap));
-                report.push_str(&format!(", {} with MAC {mac}", net.tap));
-                net.mac = Some(mac);
-            }
-            if let Some(vsock) = &mut vm.vsock {
-                vsock.cid = *cid;
-                vsock.uds = vm_dir.path.join("vsock.sock");
-                report.push_str(&format!(", vsock CID {cid} on {}", vsock.uds.display()));
-            }
-            vm.validate(&format!("the VM file of clone {name}"))?;
-        }
-        let origin = match identity {
-            Identity::Same => format!("restored from {}", dir.display()),
-            Identity::Clone { .. } => format!("cloned from {}", dir.display()),
-        };
-        let text = format!("# Made by keel: {origin}.\n{}", vm.to_toml());
-        write_atomic(&vm_dir.vm_file(), text.as_bytes())?;
-        VmFile::load(&vm_dir.vm_file())?;
-        Ok(report)
-    })();
+    let made = fill_from_snapshot(&vm_dir, dir, identity, None);
     if made.is_err() {
         let _ = vm_dir.remove();
     }
     made
 }
 
+/// Writes the VM file of `vm_dir` from the snapshot in `dir`: the snapshot's, with a qcow2
+/// overlay in the VM's directory over each disk the snapshot holds (the snapshot itself is
+/// never written), for a clone new MACs, TAPs and vsock CID, and with `boot` the kernel,
+/// initrd and firmware that file names. Returns what a clone got, for the report.
+pub(super) fn fill_from_snapshot(
+    vm_dir: &VmDir,
+    dir: &Path,
+    identity: &Identity<'_>,
+    boot: Option<&VmFile>,
+) -> Result<String, ManageError> {
+    let name = vm_dir.name.as_str();
+    let bad = |e: &dyn std::fmt::Display| ManageError::BadPath(e.to_string());
+    let snapshot = Snapshot::open(dir).map_err(|e| bad(&e))?;
+    let text = keel_vmm::snapshot::vm_file_of(&snapshot).map_err(|e| bad(&e))?;
+    let mut vm = VmFile::parse(&text, &snapshot.dir().join(keel_snapshot::STATE_FILE))?;
+    if let Some(boot) = boot {
+        vm.kernel.clone_from(&boot.kernel);
+        vm.initrd.clone_from(&boot.initrd);
+        vm.firmware.clone_from(&boot.firmware);
+    }
+    for (i, disk) in vm.disk.iter_mut().enumerate() {
+        if disk.path.is_absolute() {
+            continue;
+        }
+        let base = dir.join(&disk.path);
+        let overlay = vm_dir.path.join(format!("disk{i}.qcow2"));
+        let format = keel_block::detect_format(&base).map_err(|e| bad(&e))?;
+        keel_block::create_qcow2_overlay(&overlay, &base, format).map_err(|e| bad(&e))?;
+        disk.path = overlay;
+        disk.format = Some(DiskFormat::Qcow2);
+    }
+    let mut report = String::new();
+    if let Identity::Clone { index, tap, cid } = identity {
+        for net in &mut vm.net {
+            let Some(template) = tap else {
+                return Err(ManageError::BadPath(format!(
+                    "the snapshot's VM has a network interface on TAP {}: give each clone \
+                     its own TAP device with --tap TEMPLATE (e.g. --tap kc{{n}}; {{n}} is \
+                     the clone's number, {{name}} its name)",
+                    net.tap
+                )));
+            };
+            net.tap = template.replace("{name}", name).replace("{n}", &index.to_string());
+            let mac = format_mac(&generated_mac(name, &net.tap));
+            report.push_str(&format!(", {} with MAC {mac}", net.tap));
+            net.mac = Some(mac);
+        }
+        if let Some(vsock) = &mut vm.vsock {
+            vsock.cid = *cid;
+            vsock.uds = vm_dir.path.join("vsock.sock");
+            report.push_str(&format!(", vsock CID {cid} on {}", vsock.uds.display()));
+        }
+        vm.validate(&format!("the VM file of clone {name}"))?;
+    }
+    let origin = match identity {
+        Identity::Same => format!("restored from {}", dir.display()),
+        Identity::Clone { .. } => format!("cloned from {}", dir.display()),
+    };
+    let text = format!("# Made by keel: {origin}.\n{}", vm.to_toml());
+    write_atomic(&vm_dir.vm_file(), text.as_bytes())?;
+    VmFile::load(&vm_dir.vm_file())?;
+    Ok(report)
+}
+
 /// Starts VM `name` from the snapshot; a VM that cannot start is removed again, so a failed
 /// restore leaves nothing that looks made.
-fn start_restored(store: &Store, dir: &Path, name: &str, paused: bool) -> Result<(), ManageError> {
+pub(super) fn start_restored(
+    store: &Store,
+    dir: &Path,
+    name: &str,
+    paused: bool,
+) -> Result<(), ManageError> {
     if let Err(e) = launch(store, name, Launch::Restore { snapshot: dir, paused }) {
         if let Ok(vm) = store.vm(name) {
             let _ = vm.remove();
