@@ -10,6 +10,7 @@ use crate::image;
 use crate::run::DEFAULT_CMDLINE;
 
 mod disk;
+mod migrate;
 mod start;
 
 #[derive(clap::Subcommand)]
@@ -42,6 +43,11 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         count: usize,
     },
+    /// Live migration over loopback of an idle and a busy guest: total time and downtime.
+    Migrate {
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
 }
 
 const QEMU: &str = "qemu-system-riscv64";
@@ -63,6 +69,7 @@ pub fn bench(cmd: BenchCommand) -> Result<ExitCode> {
         }
         BenchCommand::Disk { runs, size } => return disk::bench_disk(&image, runs, size),
         BenchCommand::Start { count } => return start::bench_start(&image, count),
+        BenchCommand::Migrate { runs } => return migrate::bench_migrate(&image, runs),
         BenchCommand::Cpu { runs } => {
             (runs, 1, vec!["sh".into(), "-c".into(), CPU_SCRIPT.into()], |out, _| {
                 guest_elapsed(out)
