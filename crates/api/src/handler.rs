@@ -14,8 +14,8 @@ use crate::http::{self, Body};
 use crate::routes::{lookup, Lookup, Operation};
 use crate::server::Shared;
 use crate::types::{
-    ActionRequest, ActionType, BalloonConfig, BalloonUpdate, RequestedState, SnapshotCreateParams,
-    SnapshotLoadParams, VmStateRequest, DEFAULT_STOP_TIMEOUT_MS,
+    ActionRequest, ActionType, BalloonConfig, BalloonUpdate, MigrateParams, RequestedState,
+    SnapshotCreateParams, SnapshotLoadParams, VmStateRequest, DEFAULT_STOP_TIMEOUT_MS,
 };
 use crate::vm_api::ApiError;
 
@@ -176,6 +176,10 @@ async fn dispatch(
             absolute(&params.snapshot_path)?;
             http::blocking(api, move |a| a.load_snapshot(params)).await?;
             Ok(http::no_content())
+        }
+        Operation::Migrate => {
+            let params: MigrateParams = http::parse_json(route, body)?;
+            Ok(http::json(&http::blocking(api, move |a| a.migrate(params)).await?))
         }
         Operation::Progress => Ok(http::json(&http::blocking(api, |a| a.progress()).await?)),
     }

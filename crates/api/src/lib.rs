@@ -18,8 +18,9 @@ pub use routes::{Operation, Route, ROUTES};
 pub use server::{serve, serve_with, ApiServer, ServeError, ServerConfig};
 pub use types::{
     ActionRequest, ActionType, BalloonConfig, BalloonStatistics, BalloonUpdate, ErrorBody,
-    InstanceInfo, Progress, RequestedState, SnapshotCreateParams, SnapshotCreated,
-    SnapshotLoadParams, SnapshotType, VmState, VmStateRequest, DEFAULT_STOP_TIMEOUT_MS,
+    InstanceInfo, MigrateParams, MigrationDone, Progress, RequestedState, SnapshotCreateParams,
+    SnapshotCreated, SnapshotLoadParams, SnapshotType, VmState, VmStateRequest,
+    DEFAULT_STOP_TIMEOUT_MS,
 };
 pub use vm_api::{ApiError, ConsoleAttachment, VmApi};
 

@@ -16,6 +16,7 @@ pub enum Operation {
     Console,
     CreateSnapshot,
     LoadSnapshot,
+    Migrate,
     Progress,
 }
 
@@ -45,6 +46,7 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/console", Operation::Console),
     route("PUT", "/snapshot/create", Operation::CreateSnapshot),
     route("PUT", "/snapshot/load", Operation::LoadSnapshot),
+    route("PUT", "/migrate", Operation::Migrate),
     route("GET", "/progress", Operation::Progress),
 ];
 

@@ -180,6 +180,50 @@ pub struct Progress {
     pub operation: Option<String>,
     pub done_bytes: u64,
     pub total_bytes: u64,
+    /// A migration's step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// A migration's pre-copy round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round: Option<u32>,
+    /// Pages a migration still has to send in this round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dirty_pages: Option<u64>,
+}
+
+/// `PUT /migrate` request body.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateParams {
+    /// The receiver, `HOST:PORT`.
+    pub destination: String,
+    /// The secret shared with the receiver.
+    pub token: String,
+    /// MiB/s the pre-copy may send at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bandwidth_mib: Option<u64>,
+}
+
+impl std::fmt::Debug for MigrateParams {
+    /// Never prints the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MigrateParams")
+            .field("destination", &self.destination)
+            .field("max_bandwidth_mib", &self.max_bandwidth_mib)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `PUT /migrate` → 200.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationDone {
+    pub destination: String,
+    pub rounds: u32,
+    pub memory_bytes: u64,
+    pub sent_bytes: u64,
+    pub total_ms: u64,
+    pub downtime_ms: u64,
+    pub confirmed: bool,
 }
 
 /// The body of every 4xx/5xx response.

@@ -5,8 +5,8 @@ use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use crate::types::{
-    BalloonConfig, BalloonStatistics, BalloonUpdate, InstanceInfo, Progress, SnapshotCreateParams,
-    SnapshotCreated, SnapshotLoadParams,
+    BalloonConfig, BalloonStatistics, BalloonUpdate, InstanceInfo, MigrateParams, MigrationDone,
+    Progress, SnapshotCreateParams, SnapshotCreated, SnapshotLoadParams,
 };
 
 /// A failed request: the HTTP status and the `fault_message` sent back to the client.
@@ -104,6 +104,9 @@ pub trait VmApi: Send + Sync + 'static {
     fn create_snapshot(&self, params: SnapshotCreateParams) -> Result<SnapshotCreated, ApiError>;
     /// `PUT /snapshot/load`: start a VM that was not started from a snapshot.
     fn load_snapshot(&self, params: SnapshotLoadParams) -> Result<(), ApiError>;
+    /// `PUT /migrate`: move the running VM to a receiver; returns once it runs there (this
+    /// VM has then ended). On failure the VM runs here as before.
+    fn migrate(&self, params: MigrateParams) -> Result<MigrationDone, ApiError>;
     /// `GET /progress`: how far a long operation (snapshot, restore, migration) has come.
     fn progress(&self) -> Result<Progress, ApiError>;
 }

@@ -10,6 +10,7 @@ use crate::image;
 use crate::run::DEFAULT_CMDLINE;
 
 mod disk;
+mod migrate;
 mod snapshot;
 mod start;
 
@@ -53,6 +54,11 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 4)]
         clones: usize,
     },
+    /// Live migration over loopback of an idle and a busy guest: total time and downtime.
+    Migrate {
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
 }
 
 const QEMU: &str = "qemu-system-riscv64";
@@ -77,6 +83,7 @@ pub fn bench(cmd: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Snapshot { memory, clones } => {
             return snapshot::bench_snapshot(&image, &memory, clones)
         }
+        BenchCommand::Migrate { runs } => return migrate::bench_migrate(&image, runs),
         BenchCommand::Cpu { runs } => {
             (runs, 1, vec!["sh".into(), "-c".into(), CPU_SCRIPT.into()], |out, _| {
                 guest_elapsed(out)

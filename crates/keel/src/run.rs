@@ -151,7 +151,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     console.finish();
     drop(raw);
     Ok(match outcome? {
-        Outcome::PowerOff | Outcome::Quit => ExitCode::SUCCESS,
+        Outcome::PowerOff | Outcome::Quit | Outcome::Migrated => ExitCode::SUCCESS,
         Outcome::Exit(code) => ExitCode::from(code.min(255) as u8),
     })
 }

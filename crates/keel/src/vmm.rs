@@ -2,9 +2,12 @@
 //!
 //! It owns the VM directory's run-time files: it writes `pid`, serves the REST API on
 //! `api.sock` (keel-api), appends the guest console to `console.log`, and boots the guest on
-//! `PUT /actions InstanceStart`. When the VM ends (power-off, Stop, or a crash) it writes
-//! `state` (`stopped`, or `crashed` when the guest died), removes `pid` and `api.sock`, and
-//! exits. Everything it writes stays inside DIR.
+//! `PUT /actions InstanceStart`. When the VM ends (power-off, Stop, a crash, or a migration
+//! to another host) it writes `state` (`stopped`, `crashed` when the guest died, `migrated`),
+//! removes `pid` and `api.sock`, and exits. Everything it writes stays inside DIR.
+//!
+//! With `--incoming HOST:PORT` (spawned by `keel receive`) it first waits for a live
+//! migration (see `vmm/incoming.rs`) instead of a boot request.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,21 +17,32 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use keel_api::{
     ApiError, BalloonConfig, BalloonStatistics, BalloonUpdate, ConsoleAttachment, InstanceInfo,
-    Progress, SnapshotCreateParams, SnapshotCreated, SnapshotLoadParams, SnapshotType, VmApi,
+    MigrateParams, MigrationDone, Progress, SnapshotCreateParams, SnapshotCreated,
+    SnapshotLoadParams, SnapshotType, VmApi,
 };
 use keel_devices::virtio::balloon::stat;
 use keel_machine::{Firmware, MachineConfig, VirtioConfig};
 use keel_vmm::control::{ControlError, VmController, VmState};
+use keel_vmm::migration::{self, send, MigrationError, Token};
 use keel_vmm::snapshot::{SnapshotError, SnapshotKind, Snapshots};
-use keel_vmm::Console;
+use keel_vmm::{Console, Outcome, VmFile};
 
 use crate::run::{machine_config, RunArgs};
+
+mod incoming;
 
 #[derive(clap::Args)]
 pub struct VmmArgs {
     /// The VM's directory (holding vm.toml).
     #[arg(long)]
     pub dir: PathBuf,
+    /// Receive the VM by live migration: listen on HOST:PORT for one sender (the token comes
+    /// from $KEEL_MIGRATION_TOKEN), and write vm.toml from what it sends.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub incoming: Option<String>,
+    /// With --incoming: seconds to wait for the sender.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub incoming_timeout: u64,
 }
 
 /// What the main thread waits for besides the VM's end: a reason to quit before the VM ran
@@ -55,6 +69,8 @@ struct Vmm {
     /// The long operation under way (`GET /progress`).
     progress: Arc<Mutex<Progress>>,
     exit: Arc<Exit>,
+    /// The VM is being received by migration: it must not be booted or restored.
+    incoming: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub fn run(args: VmmArgs) -> Result<ExitCode> {
@@ -66,9 +82,27 @@ pub fn run(args: VmmArgs) -> Result<ExitCode> {
     // One VMM per VM: a second `keel start` racing the first finds the lock taken before it
     // can touch the pid file or the socket.
     let _lock = lock_dir(&dir, &name)?;
-    let vm_path = dir.join("vm.toml");
-    let config = machine_config(&RunArgs::for_vm_file(vm_path))?;
     write_atomically(&dir.join("pid"), format!("{}\n", std::process::id()).as_bytes())?;
+    let vm_path = dir.join("vm.toml");
+    let mut pending = None;
+    if let Some(listen) = &args.incoming {
+        let timeout = Duration::from_secs(args.incoming_timeout);
+        match incoming::accept(&dir, &name, listen, timeout) {
+            Ok(p) => pending = Some(p),
+            Err(e) => return Ok(incoming::give_up(&dir, &name, &e)),
+        }
+    }
+    let config = match (machine_config(&RunArgs::for_vm_file(vm_path)), pending) {
+        (Ok(config), p) => {
+            pending = p;
+            config
+        }
+        (Err(e), Some(p)) => {
+            let e = p.refuse(&format!("the receiver cannot build this VM: {e:#}"));
+            return Ok(incoming::give_up(&dir, &name, &e));
+        }
+        (Err(e), None) => return Err(e),
+    };
 
     let console = Console::headless();
     console
@@ -83,10 +117,17 @@ pub fn run(args: VmmArgs) -> Result<ExitCode> {
         snapshots: Snapshots::new(controller.clone()),
         progress: Arc::default(),
         exit: exit.clone(),
+        incoming: Arc::new(pending.is_some().into()),
     });
-    let server = keel_api::serve(&dir.join("api.sock"), api)?;
+    let server = keel_api::serve(&dir.join("api.sock"), api.clone())?;
     eprintln!("keel: VM {name}: API on {}", server.socket_path().display());
-    stop_on_termination_signals(&controller, &exit, &name)?;
+    stop_on_termination_signals(&controller, &exit, &name, &api.incoming, &dir)?;
+    if let Some(pending) = pending {
+        if let Err(e) = incoming::receive(&api, pending) {
+            server.shutdown();
+            return Ok(incoming::give_up(&dir, &name, &e));
+        }
+    }
 
     // Until the VM has run and ended, or a start failed (then nothing ran: the VM stays
     // "created" and `keel start` reports the error it got from the API).
@@ -103,6 +144,11 @@ pub fn run(args: VmmArgs) -> Result<ExitCode> {
     server.shutdown();
     controller.console().flush_output();
     let code = match &end {
+        Some(Ok(Outcome::Migrated)) => {
+            eprintln!("keel: VM {name} migrated away; it runs on the receiver now");
+            write_atomically(&dir.join("state"), b"migrated\n")?;
+            ExitCode::SUCCESS
+        }
         Some(Ok(outcome)) => {
             eprintln!("keel: VM {name} stopped ({outcome:?})");
             write_atomically(&dir.join("state"), b"stopped\n")?;
@@ -136,20 +182,29 @@ fn lock_dir(dir: &Path, name: &str) -> Result<nix::fcntl::Flock<std::fs::File>> 
 
 /// SIGTERM, SIGINT or SIGHUP (a `kill`, a service manager stopping keel) stop the VM the
 /// way `keel stop` does: the guest is asked to power off, and stopped after 10 s.
+/// A VMM still receiving its VM by migration has nothing running: it gives up at once.
 fn stop_on_termination_signals(
     controller: &Arc<VmController>,
     exit: &Arc<Exit>,
     name: &str,
+    incoming: &Arc<std::sync::atomic::AtomicBool>,
+    dir: &Path,
 ) -> Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM])
         .context("cannot install signal handlers")?;
     let (controller, exit) = (controller.clone(), exit.clone());
+    let (incoming, dir) = (incoming.clone(), dir.to_owned());
     let name = name.to_string();
     std::thread::Builder::new()
         .name("keel-signals".into())
         .spawn(move || {
             if let Some(signal) = signals.forever().next() {
+                if incoming.load(std::sync::atomic::Ordering::SeqCst) {
+                    let why = MigrationError::Refuse(format!("signal {signal}"));
+                    let _ = incoming::give_up(&dir, &name, &why);
+                    std::process::exit(1);
+                }
                 eprintln!("keel: VM {name}: signal {signal}: stopping the guest");
                 if let Err(e) = controller.stop(Duration::from_secs(10)) {
                     // Not started yet: nothing runs that needs stopping.
@@ -231,6 +286,7 @@ impl VmApi for Vmm {
     }
 
     fn instance_start(&self) -> Result<(), ApiError> {
+        self.refuse_while_incoming("boot")?;
         let result = self.controller.start();
         if let Err(ControlError::Start(_)) = &result {
             self.exit.give_up();
@@ -374,6 +430,7 @@ impl VmApi for Vmm {
     }
 
     fn load_snapshot(&self, params: SnapshotLoadParams) -> Result<(), ApiError> {
+        self.refuse_while_incoming("restore")?;
         let _op = self.begin("restore")?;
         let dir = PathBuf::from(&params.snapshot_path);
         let result = self.snapshots.load(&dir, !params.resume_vm, &self.name);
@@ -384,6 +441,58 @@ impl VmApi for Vmm {
         result.map_err(snapshot_error)?;
         eprintln!("keel: VM {}: restored from {}", self.name, dir.display());
         Ok(())
+    }
+
+    fn migrate(&self, params: MigrateParams) -> Result<MigrationDone, ApiError> {
+        self.refuse_while_incoming("migrate")?;
+        let token = Token::new(params.token.into_bytes())
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let _op = self.begin("migration")?;
+        let mut opts = send::Options::new(params.destination.clone(), token);
+        opts.max_bandwidth = params.max_bandwidth_mib.map(|m| m.saturating_mul(1 << 20));
+        let vm_file = VmFile::describing(self.controller.config()).to_toml();
+        eprintln!("keel: VM {}: migrating to {}", self.name, params.destination);
+        let result =
+            send::migrate(&self.controller, vm_file, &opts, &mut |p| self.report_migration(p));
+        // Dirty-page tracking served the migration: a diff snapshot has nothing to go over.
+        self.snapshots.forget();
+        match result {
+            Ok(r) => {
+                eprintln!(
+                    "keel: VM {}: migrated to {} in {:.2} s: {} rounds, {} MiB of memory, \
+                     downtime {} ms{}",
+                    self.name,
+                    params.destination,
+                    r.total.as_secs_f64(),
+                    r.rounds,
+                    r.memory_bytes >> 20,
+                    r.downtime.as_millis(),
+                    if r.confirmed { "" } else { " (unconfirmed: the receiver holds the disks)" }
+                );
+                Ok(MigrationDone {
+                    destination: params.destination,
+                    rounds: r.rounds,
+                    memory_bytes: r.memory_bytes,
+                    sent_bytes: r.sent_bytes,
+                    total_ms: r.total.as_millis() as u64,
+                    downtime_ms: r.downtime.as_millis() as u64,
+                    confirmed: r.confirmed,
+                })
+            }
+            Err(e) => {
+                let still = match self.controller.state() {
+                    VmState::Running => "it runs here as before",
+                    VmState::Paused => "it stays here, paused",
+                    _ => "it has stopped",
+                };
+                let message = format!("migration to {} failed: {e}; {still}", params.destination);
+                eprintln!("keel: VM {}: {message}", self.name);
+                Err(match e {
+                    MigrationError::Restore(_) => ApiError::internal(message),
+                    _ => ApiError::bad_request(message),
+                })
+            }
+        }
     }
 
     fn progress(&self) -> Result<Progress, ApiError> {
@@ -411,6 +520,27 @@ impl Vmm {
         }
         *progress = Progress { operation: Some(operation.to_string()), ..Progress::default() };
         Ok(Operation(&self.progress))
+    }
+
+    /// A migration's progress, as `GET /progress` shows it.
+    fn report_migration(&self, p: &migration::Progress) {
+        let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        progress.operation = Some("migration".into());
+        progress.done_bytes = p.memory_bytes;
+        progress.total_bytes = p.ram_bytes;
+        progress.phase = Some(p.phase.to_string());
+        progress.round = Some(p.round);
+        progress.dirty_pages = Some(p.dirty_pages);
+    }
+
+    fn refuse_while_incoming(&self, action: &str) -> Result<(), ApiError> {
+        if self.incoming.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ApiError::bad_request(format!(
+                "cannot {action}: VM {} is being received by a live migration",
+                self.name
+            )));
+        }
+        Ok(())
     }
 
     fn report(&self, done: u64, total: u64) {

@@ -21,7 +21,7 @@ mod dirty;
 mod file;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock};
 
 use thiserror::Error;
 use vm_memory::mmap::{MmapRegion, MmapRegionBuilder};
@@ -86,7 +86,7 @@ struct CodeMap {
     flags: Arc<[AtomicU8]>,
     /// Per page: bit h set while hart h holds code from it.
     harts: Box<[AtomicU64]>,
-    observer: OnceLock<Arc<dyn CodeObserver>>,
+    observer: RwLock<Option<Arc<dyn CodeObserver>>>,
 }
 
 /// The guest's RAM.
@@ -171,7 +171,7 @@ impl GuestRam {
         let code = CodeMap {
             flags: (0..pages).map(|_| AtomicU8::new(0)).collect(),
             harts: (0..pages).map(|_| AtomicU64::new(0)).collect(),
-            observer: OnceLock::new(),
+            observer: RwLock::new(None),
         };
         Ok(GuestRam {
             mem,
@@ -207,9 +207,21 @@ impl GuestRam {
         self.code.flags.clone()
     }
 
-    /// Sets who is told when code pages are overwritten (once, when the machine is built).
+    /// Sets who is told when code pages are overwritten, when a machine is built around this
+    /// RAM. A machine rebuilt around the same RAM (a migration that failed after its
+    /// hand-over) replaces its predecessor's observer; no hart of the old machine runs then,
+    /// so what they had decoded is forgotten too.
     pub fn set_code_observer(&self, observer: Arc<dyn CodeObserver>) {
-        let _ = self.code.observer.set(observer);
+        let mut slot = self.code.observer.write().unwrap_or_else(|e| e.into_inner());
+        if slot.is_some() {
+            for (flags, harts) in self.code.flags.iter().zip(self.code.harts.iter()) {
+                harts.store(0, Ordering::SeqCst);
+                if flags.load(Ordering::Relaxed) & FLAG_CODE != 0 {
+                    flags.fetch_and(!FLAG_CODE, Ordering::SeqCst);
+                }
+            }
+        }
+        *slot = Some(observer);
     }
 
     /// Hart `hart` (below 64) decoded code from the RAM page at `page_addr`.
@@ -265,7 +277,8 @@ impl GuestRam {
             let harts = self.code.harts[i].swap(0, Ordering::SeqCst);
             if harts != 0 {
                 any = true;
-                if let Some(obs) = self.code.observer.get() {
+                let observer = self.code.observer.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(obs) = observer.as_ref() {
                     obs.code_overwritten(self.base + i as u64 * PAGE_SIZE, harts);
                 }
             }

@@ -42,6 +42,11 @@ use crate::console::Console;
 use crate::runner::{Outcome, RunError};
 use crate::{supervisor, sysrq};
 
+mod handover;
+
+pub use handover::Detached;
+pub(crate) use handover::{after_run, release, AfterRun, Handover};
+
 /// How a VM ended: an outcome, or why it could not go on.
 pub type VmEnd = Result<Outcome, RunError>;
 
@@ -138,6 +143,8 @@ pub(crate) struct Inner {
     pub hart_states: Vec<Option<HartState>>,
     /// A snapshot (or migration) is reading the paused machine: it must stay paused.
     pub frozen: bool,
+    /// Where a live migration's hand-over of the machine stands (see `handover.rs`).
+    pub handover: Handover,
 }
 
 pub(crate) struct Shared {
@@ -253,6 +260,7 @@ impl VmController {
             collecting: false,
             hart_states: Vec::new(),
             frozen: false,
+            handover: Handover::None,
         };
         let shared =
             Arc::new(Shared { config, console, inner: Mutex::new(inner), changed: Condvar::new() });
@@ -584,17 +592,29 @@ impl VmController {
         &self,
         save: impl FnOnce(&Machine, MachineState) -> R,
     ) -> Result<R, ControlError> {
-        const ACTION: &str = "save the VM";
+        let (machine, states) = self.freeze("save the VM")?;
+        let result = {
+            let _held = machine.hold_devices();
+            machine.save_state(states).map(|state| save(&machine, state))
+        };
+        self.shared.lock().frozen = false;
+        self.shared.changed.notify_all();
+        result.map_err(ControlError::Save)
+    }
+
+    /// Marks the paused VM frozen (it cannot be resumed until `frozen` is cleared again) and
+    /// collects every vCPU's state from the parked vCPU threads.
+    fn freeze(&self, action: &'static str) -> Result<(Arc<Machine>, Vec<HartState>), ControlError> {
         let shared = &self.shared;
         let mut inner = shared.lock();
         if !matches!(inner.state, VmState::Paused) {
-            return Err(wrong(ACTION, &inner.state));
+            return Err(wrong(action, &inner.state));
         }
         if inner.frozen {
-            return Err(ControlError::WrongState { action: ACTION, state: "being saved already" });
+            return Err(ControlError::WrongState { action, state: "being saved already" });
         }
         let Some(current) = &inner.current else {
-            return Err(ControlError::WrongState { action: ACTION, state: "rebooting" });
+            return Err(ControlError::WrongState { action, state: "rebooting" });
         };
         let machine = current.machine.clone();
         let harts = current.harts.len();
@@ -612,16 +632,9 @@ impl VmController {
         let Some(states) = states.filter(|_| still_paused(&inner)) else {
             inner.frozen = false;
             let state = if inner.end_run { "stopping" } else { inner.state.phrase() };
-            return Err(ControlError::WrongState { action: ACTION, state });
+            return Err(ControlError::WrongState { action, state });
         };
-        drop(inner);
-        let result = {
-            let _held = machine.hold_devices();
-            machine.save_state(states).map(|state| save(&machine, state))
-        };
-        shared.lock().frozen = false;
-        shared.changed.notify_all();
-        result.map_err(ControlError::Save)
+        Ok((machine, states))
     }
 
     /// The current machine of a running or paused VM.

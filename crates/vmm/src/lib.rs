@@ -5,6 +5,7 @@ pub mod console;
 mod console_out;
 pub mod control;
 pub mod metrics;
+pub mod migration;
 pub mod runner;
 pub mod snapshot;
 mod supervisor;

@@ -24,6 +24,8 @@ pub enum Outcome {
     /// [`VmController::kill`] (also what [`VmController::stop`] falls back to when the guest
     /// does not power off in time).
     Quit,
+    /// The guest moved to another VMM by a live migration, which runs it now.
+    Migrated,
 }
 
 /// Why a VM could not run on, in a form that can be kept, cloned and reported (serialized as

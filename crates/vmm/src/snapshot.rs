@@ -185,6 +185,12 @@ impl Snapshots {
         Ok(())
     }
 
+    /// Forgets the latest snapshot: dirty-page tracking was used for something else (a
+    /// migration), so the next snapshot must be a full one.
+    pub fn forget(&self) {
+        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     /// The snapshot a diff would go over.
     pub fn latest(&self) -> Option<PathBuf> {
         self.latest.lock().unwrap_or_else(|e| e.into_inner()).clone()

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use keel_machine::{GuestExit, Machine, SoftVcpu, Vcpu, VcpuExit};
 
-use crate::control::{balloon_of, Current, Shared, VmEnd};
+use crate::control::{after_run, balloon_of, release, AfterRun, Current, Handover, Shared, VmEnd};
 use crate::runner::{Outcome, RunError};
 
 /// Runs the VM from its first machine to its end, then records the end.
@@ -26,7 +26,15 @@ pub(crate) fn supervise(shared: Arc<Shared>, first: Machine) {
             Ok(exit) => exit,
             Err(e) => break Err(e),
         };
-        let mut inner = shared.lock();
+        let mut inner = match after_run(&shared) {
+            AfterRun::Usual(inner) => inner,
+            // A migration took the machine: it goes on with a rebuilt one, or ends here.
+            AfterRun::Run(machine) => {
+                next = Some(machine);
+                continue;
+            }
+            AfterRun::End(end) => break end,
+        };
         let reset = std::mem::take(&mut inner.reset);
         match exit {
             // The host's reset wins over whatever the old machine was doing.
@@ -117,10 +125,16 @@ fn run_machine(shared: &Arc<Shared>, mut machine: Machine) -> Result<VcpuExit, R
         panicked |= t.join().is_err();
     }
     shared.console.disconnect();
-    {
+    let handing_over = {
         let mut inner = shared.lock();
         inner.current = None;
         shared.changed.notify_all();
+        matches!(inner.handover, Handover::Detaching)
+    };
+    if handing_over && !panicked {
+        // The receiver opens the disks next: this machine must let go of them first.
+        release(machine);
+        return first;
     }
     if std::env::var_os("KEEL_STATS").is_some() {
         if let Ok(t) = balloon_of(&machine) {

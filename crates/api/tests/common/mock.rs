@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use keel_api::{
     ApiError, BalloonConfig, BalloonStatistics, BalloonUpdate, ConsoleAttachment, InstanceInfo,
-    Progress, SnapshotCreateParams, SnapshotCreated, SnapshotLoadParams, VmApi, VmState,
+    MigrateParams, MigrationDone, Progress, SnapshotCreateParams, SnapshotCreated,
+    SnapshotLoadParams, VmApi, VmState,
 };
 use serde_json::{json, Value};
 
@@ -339,6 +340,28 @@ impl VmApi for MockVm {
         }
         state.vm = Some(Run { paused: !params.resume_vm, started: Instant::now() });
         Ok(())
+    }
+
+    fn migrate(&self, params: MigrateParams) -> Result<MigrationDone, ApiError> {
+        let mut state = self.state();
+        Self::require_started(&mut state, "migrate")?;
+        if params.token.len() < 16 {
+            return Err(ApiError::bad_request("migration token: the token is too short"));
+        }
+        if !params.destination.contains(':') {
+            return Err(ApiError::bad_request("destination: give HOST:PORT"));
+        }
+        // The mock's "receiver" always takes the VM: it has moved away.
+        state.vm = None;
+        Ok(MigrationDone {
+            destination: params.destination,
+            rounds: 2,
+            memory_bytes: 4 << 20,
+            sent_bytes: 5 << 20,
+            total_ms: 100,
+            downtime_ms: 5,
+            confirmed: true,
+        })
     }
 
     fn progress(&self) -> Result<Progress, ApiError> {

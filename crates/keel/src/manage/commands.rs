@@ -55,6 +55,13 @@ pub enum ManageError {
     Io { name: String, action: &'static str, source: io::Error },
     #[error("{0}")]
     BadPath(String),
+    #[error(
+        "VM {name} was migrated to another host and runs there; starting it here too would \
+         share its disks (`keel rm {name}` removes it here)"
+    )]
+    Migrated { name: String },
+    #[error("{0}")]
+    Migration(String),
 }
 
 /// `keel create NAME [VMFILE]`.
@@ -142,6 +149,9 @@ pub fn launch(store: &Store, name: &str, how: Launch<'_>) -> Result<(), ManageEr
     if status.state.is_live() {
         return Err(ManageError::AlreadyRunning { name: vm.name, state: status.state });
     }
+    if status.state == VmState::Migrated {
+        return Err(ManageError::Migrated { name: vm.name });
+    }
     // A crashed VMM leaves its pid file and socket; a new one must not trip over them.
     vm.clear_stale()?;
     let config = VmFile::load(&vm.vm_file())?;
@@ -155,34 +165,11 @@ pub fn launch(store: &Store, name: &str, how: Launch<'_>) -> Result<(), ManageEr
             log: "`keel image pull`".into(),
         })?;
     }
+    let Spawned { mut child, log_path, log_start } = spawn_vmm(&vm, &[], &[])?;
     let io = |action| {
         let name = vm.name.clone();
         move |source| ManageError::Io { name, action, source }
     };
-    let log_path = vm.keel_log();
-    let log = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&log_path)
-        .map_err(io("open keel.log"))?;
-    let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
-    let exe = std::env::current_exe().map_err(io("find the keel executable"))?;
-    let mut command = Command::new(exe);
-    command
-        .arg("vmm")
-        .arg("--dir")
-        .arg(&vm.path)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(io("open keel.log"))?)
-        .stderr(log);
-    // SAFETY: the closure runs in the child between fork and exec and only calls setsid(2),
-    // which is async-signal-safe and touches no memory shared with the parent. Its own
-    // session keeps the VMM alive when this terminal goes away.
-    unsafe {
-        command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(io::Error::from));
-    }
-    let mut child = command.spawn().map_err(io("start the VMM"))?;
     let failed = |why: String| ManageError::StartFailed {
         name: vm.name.clone(),
         why: match log_tail(&log_path, log_start) {
@@ -232,6 +219,53 @@ pub fn launch(store: &Store, name: &str, how: Launch<'_>) -> Result<(), ManageEr
         return Err(ManageError::Api { name: vm.name, action, source });
     }
     Ok(())
+}
+
+/// A VMM just spawned, and where its log stood before it.
+pub struct Spawned {
+    pub child: std::process::Child,
+    pub log_path: std::path::PathBuf,
+    pub log_start: u64,
+}
+
+/// Spawns `keel vmm --dir DIR EXTRA...` in a session of its own (so it outlives this
+/// terminal), stdout and stderr appended to keel.log, with `env` added to its environment.
+pub fn spawn_vmm(
+    vm: &VmDir,
+    extra: &[&std::ffi::OsStr],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Result<Spawned, ManageError> {
+    let io = |action| {
+        let name = vm.name.clone();
+        move |source| ManageError::Io { name, action, source }
+    };
+    let log_path = vm.keel_log();
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&log_path)
+        .map_err(io("open keel.log"))?;
+    let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
+    let exe = std::env::current_exe().map_err(io("find the keel executable"))?;
+    let mut command = Command::new(exe);
+    command
+        .arg("vmm")
+        .arg("--dir")
+        .arg(&vm.path)
+        .args(extra)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(io("open keel.log"))?)
+        .stderr(log);
+    // SAFETY: the closure runs in the child between fork and exec and only calls setsid(2),
+    // which is async-signal-safe and touches no memory shared with the parent. Its own
+    // session keeps the VMM alive when this terminal goes away.
+    unsafe {
+        command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(io::Error::from));
+    }
+    let child = command.spawn().map_err(io("start the VMM"))?;
+    Ok(Spawned { child, log_path, log_start })
 }
 
 /// `keel pause NAME` / `keel resume NAME`.
@@ -327,7 +361,7 @@ fn kill(vm: &VmDir, pid: u32) -> Result<(), ManageError> {
 }
 
 /// Waits until `pid` is no longer the VMM of `dir`; false if it still is at the deadline.
-fn wait_exit(pid: u32, dir: &Path, limit: Duration) -> bool {
+pub fn wait_exit(pid: u32, dir: &Path, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     loop {
         if !is_vmm_for(pid, dir) {
@@ -341,7 +375,7 @@ fn wait_exit(pid: u32, dir: &Path, limit: Duration) -> bool {
 }
 
 /// The last lines the VMM wrote to its log since `from`, on one line.
-fn log_tail(path: &Path, from: u64) -> Option<String> {
+pub fn log_tail(path: &Path, from: u64) -> Option<String> {
     let mut file = fs::File::open(path).ok()?;
     file.seek(io::SeekFrom::Start(from)).ok()?;
     let mut bytes = Vec::new();

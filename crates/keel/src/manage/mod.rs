@@ -9,6 +9,7 @@ pub(crate) mod client;
 mod commands;
 mod console;
 mod logs;
+mod migrate;
 mod snapshot;
 mod status;
 mod store;
@@ -136,6 +137,41 @@ pub enum ManageCommand {
     },
     /// Unpack an appliance as a new VM (restored at once if it holds a snapshot).
     Import { file: PathBuf, name: String },
+    /// Move a running VM to another host while its guest keeps running (live migration).
+    ///
+    /// The other host waits with `keel receive --listen HOST:PORT NAME`. Both use the same
+    /// secret token (--token-file, or $KEEL_MIGRATION_TOKEN); it proves each side to the
+    /// other and never crosses the network. Disks must be shared storage (the same image
+    /// path on both hosts). On success the VM runs there and has ended here; on failure it
+    /// runs here as before.
+    Migrate {
+        name: String,
+        /// The receiver's HOST:PORT.
+        destination: String,
+        /// A file holding the shared token (else $KEEL_MIGRATION_TOKEN).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// MiB/s the copy of memory may use at most while the guest runs.
+        #[arg(long, value_name = "MIB")]
+        max_bandwidth: Option<u64>,
+    },
+    /// Wait for a VM that another host sends with `keel migrate`, and run it here.
+    ///
+    /// Returns once the guest runs here. Nothing is left behind when the migration fails:
+    /// the VM's directory is removed and the sender's VM runs on there.
+    Receive {
+        /// HOST:PORT to listen on (one connection, from an authenticated sender).
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: String,
+        /// The name of the VM here.
+        name: String,
+        /// A file holding the shared token (else $KEEL_MIGRATION_TOKEN).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// Seconds to wait for the sender.
+        #[arg(long, value_name = "SECS", default_value_t = 600)]
+        timeout: u64,
+    },
     /// Print a VM's log (the VMM's), or with --console what the guest printed.
     Logs {
         name: String,
@@ -182,6 +218,12 @@ pub fn run(command: ManageCommand) -> anyhow::Result<ExitCode> {
             appliance::export(&store, &name, &file, snapshot.as_deref())?
         }
         ManageCommand::Import { file, name } => appliance::import(&store, &file, &name)?,
+        ManageCommand::Migrate { name, destination, token_file, max_bandwidth } => {
+            migrate::migrate(&store, &name, &destination, token_file.as_deref(), max_bandwidth)?
+        }
+        ManageCommand::Receive { listen, name, token_file, timeout } => {
+            migrate::receive(&store, &name, &listen, token_file.as_deref(), timeout)?
+        }
         ManageCommand::Logs { name, console, follow } => {
             logs::show(&store.vm(&name)?, console, follow)?
         }

@@ -13,6 +13,9 @@ use super::client::Client;
 use super::store::{Process, Store, StoreError, VmDir};
 use crate::run::{DEFAULT_CMDLINE, DEFAULT_MEMORY_MIB};
 
+/// The file `keel receive` leaves in a VM's directory until the received guest runs.
+pub const INCOMING_MARKER: &str = "incoming";
+
 /// How long `ls` and `info` wait for a VMM to answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -30,6 +33,10 @@ pub enum VmState {
     Stopped,
     /// The pid file names a process that is gone, or the VMM recorded that the guest died.
     Crashed,
+    /// A VMM waits for the VM, or receives it, by live migration (`keel receive`).
+    Incoming,
+    /// The VM moved to another host by live migration and runs there.
+    Migrated,
 }
 
 impl VmState {
@@ -37,7 +44,11 @@ impl VmState {
     pub fn is_live(self) -> bool {
         matches!(
             self,
-            VmState::Starting | VmState::Running | VmState::Paused | VmState::Unresponsive
+            VmState::Starting
+                | VmState::Running
+                | VmState::Paused
+                | VmState::Unresponsive
+                | VmState::Incoming
         )
     }
 
@@ -50,6 +61,8 @@ impl VmState {
             VmState::Unresponsive => "unresponsive",
             VmState::Stopped => "stopped",
             VmState::Crashed => "crashed",
+            VmState::Incoming => "incoming",
+            VmState::Migrated => "migrated",
         }
     }
 }
@@ -85,11 +98,17 @@ pub fn probe(vm: &VmDir) -> Status {
             let state = match vm.recorded_state().as_deref() {
                 None => VmState::Created,
                 Some("crashed") => VmState::Crashed,
+                Some("migrated") => VmState::Migrated,
                 Some(_) => VmState::Stopped,
             };
             Status { state, pid: None, info: None }
         }
         Process::Dead(pid) => Status { state: VmState::Crashed, pid, info: None },
+        // Until the guest runs, a receiving VMM is "incoming", whatever its API says.
+        Process::Alive(pid) if vm.path.join(INCOMING_MARKER).exists() => {
+            let info = api(vm, PROBE_TIMEOUT).get_json("/").ok();
+            Status { state: VmState::Incoming, pid: Some(pid), info }
+        }
         Process::Alive(pid) => match api(vm, PROBE_TIMEOUT).get_json("/") {
             Ok(info) => {
                 let state = match info.get("state").and_then(Value::as_str) {
