@@ -45,6 +45,8 @@ impl Drop for Proc {
 struct Figures {
     total: f64,
     downtime: f64,
+    /// Copy rounds (keel's; QEMU does not say).
+    rounds: u64,
 }
 
 pub fn bench_migrate(image: &GuestImage, runs: usize) -> Result<ExitCode> {
@@ -73,10 +75,11 @@ pub fn bench_migrate(image: &GuestImage, runs: usize) -> Result<ExitCode> {
             let q = migrate_qemu(image, &cmdline, &dir.join("qemu"), port)
                 .with_context(|| format!("QEMU, {what} guest"))?;
             println!(
-                "{what} run {}: keel total {:.3} s, downtime {:.1} ms; qemu total {:.3} s, downtime {:.1} ms",
+                "{what} run {}: keel total {:.3} s, downtime {:.1} ms ({} rounds); qemu total {:.3} s, downtime {:.1} ms",
                 i + 1,
                 k.total,
                 k.downtime * 1e3,
+                k.rounds,
                 q.total,
                 q.downtime * 1e3
             );
@@ -160,7 +163,8 @@ fn migrate_keel(image: &GuestImage, cmdline: &str, dir: &Path, port: u16) -> Res
         .put("/migrate", &json!({"destination": listen, "token": TOKEN}))?
         .json()?;
     let ms = |key: &str| done[key].as_u64().unwrap_or(0) as f64 / 1e3;
-    Ok(Figures { total: ms("total_ms"), downtime: ms("downtime_ms") })
+    let rounds = done["rounds"].as_u64().unwrap_or(0);
+    Ok(Figures { total: ms("total_ms"), downtime: ms("downtime_ms"), rounds })
 }
 
 /// Waits until something listens on TCP `port` (read from /proc/net/tcp: a probe
@@ -230,7 +234,11 @@ fn migrate_qemu(image: &GuestImage, cmdline: &str, dir: &Path, port: u16) -> Res
         match info["status"].as_str() {
             Some("completed") => {
                 let ms = |key: &str| info[key].as_u64().unwrap_or(0) as f64 / 1e3;
-                return Ok(Figures { total: ms("total-time"), downtime: ms("downtime") });
+                return Ok(Figures {
+                    total: ms("total-time"),
+                    downtime: ms("downtime"),
+                    rounds: 0,
+                });
             }
             Some("failed") | Some("cancelled") => bail!("QEMU's migration failed: {info}"),
             _ => {}
