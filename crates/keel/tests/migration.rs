@@ -340,3 +340,50 @@ fn failed_migrations_leave_the_source_running_and_nothing_on_the_receiver() {
     assert_consecutive(&counts(&a.console_log("db")), "the source's counts");
     a.ok(&["stop", "db"]);
 }
+
+/// The receiver fails after the source has handed its machine over (paused, state sent,
+/// disks and TAP released): here it cannot open the VM's TAP device, which only the source
+/// host has. The source builds its machine again from the RAM and state it kept, and the
+/// guest goes on there without a lost count.
+#[test]
+fn a_receiver_that_cannot_build_the_vm_hands_it_back_to_the_source() {
+    image();
+    let Some(hosts) = Hosts::new() else { return };
+    let (a, b) = (Root::new("migback-a"), Root::new("migback-b"));
+    let token = write_token(&a, "token", TOKEN);
+    let tap = format!("kmt{}", std::process::id());
+    let tap = &tap[..tap.len().min(15)];
+    for step in [
+        vec!["-n", &hosts.a, "tuntap", "add", "dev", tap, "mode", "tap"],
+        vec!["-n", &hosts.a, "link", "set", tap, "up"],
+    ] {
+        let out = ip(&step);
+        assert!(
+            out.status.success(),
+            "ip {}: {}",
+            step.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let vm_file = a.0.join("vm.toml");
+    std::fs::write(&vm_file, format!("[[net]]\ntap = \"{tap}\"\n")).unwrap();
+    boot_counting(&a, &hosts.a, "nt", Some(&vm_file), COUNTER);
+
+    let receiver = receive(&b, &hosts.b, "nt", &token);
+    let (ok, out) = migrate(&a, "nt", 7070, &token, &[]);
+    assert!(!ok, "the migration cannot succeed without the TAP device: {out}");
+    assert!(out.contains(tap), "the error names what the receiver lacked: {out}");
+    let (ok, said) = finish(receiver);
+    assert!(!ok, "keel receive: {said}");
+    assert!(!b.ok(&["ls"]).contains("nt"), "nothing is left on the receiver");
+
+    assert_eq!(a.state("nt"), "running");
+    let log = std::fs::read_to_string(a.vm_dir("nt").join("keel.log")).unwrap();
+    assert!(log.contains("machine was rebuilt here"), "the source took the VM back: {log}");
+    let from = a.console_log("nt").len();
+    more_counts(&a, "nt", from, 3);
+    a.type_line("nt", "cat /tmp/marker");
+    a.await_console("nt", "marker-4242", from);
+    assert_consecutive(&counts(&a.console_log("nt")), "the source's counts, across the take-back");
+    a.ok(&["stop", "nt"]);
+}

@@ -277,6 +277,10 @@ fn take_back(
         match Machine::restore(controller.config(), sink, detached.ram.clone(), &detached.state) {
             Ok(machine) => {
                 controller.reattach(machine, !was_running)?;
+                eprintln!(
+                    "keel: the hand-over failed; the machine was rebuilt here from the RAM and \
+                     state kept for it"
+                );
                 return Ok(TakenBack::Here);
             }
             Err(e) if Instant::now() >= deadline => {
