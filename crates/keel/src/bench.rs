@@ -132,6 +132,37 @@ pub fn bench(cmd: BenchCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The VM file the benchmarks give keel: the default image with `memory_mib` and `cmdline`.
+pub(crate) fn keel_vm_file(
+    image: &keel_guest::GuestImage,
+    memory_mib: u64,
+    cmdline: &str,
+) -> String {
+    format!(
+        "kernel = {:?}\ninitrd = {:?}\nmemory = {memory_mib}\ncmdline = {cmdline:?}\n",
+        image.kernel, image.initrd
+    )
+}
+
+/// Starts `keel vmm --dir DIR ARGS...` (DIR holds its vm.toml) with `env`, output discarded.
+pub(crate) fn spawn_keel_vmm(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<std::process::Child> {
+    let exe = std::env::current_exe().context("cannot find keel's own executable")?;
+    Command::new(exe)
+        .args(["vmm", "--dir"])
+        .arg(dir)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start keel vmm")
+}
+
 /// A scratch directory for one benchmark run, removed when dropped.
 pub(crate) struct Scratch(pub std::path::PathBuf);
 

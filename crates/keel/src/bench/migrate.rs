@@ -124,24 +124,10 @@ fn migrate_keel(image: &GuestImage, cmdline: &str, dir: &Path, port: u16) -> Res
     let (src, dst) = (dir.join("src"), dir.join("dst"));
     std::fs::create_dir_all(&src)?;
     std::fs::create_dir_all(&dst)?;
-    let vm = format!(
-        "kernel = {:?}\ninitrd = {:?}\nmemory = {MEMORY_MIB}\ncmdline = {cmdline:?}\n",
-        image.kernel, image.initrd
-    );
-    std::fs::write(src.join("vm.toml"), vm)?;
-    let exe = std::env::current_exe().context("cannot find keel's own executable")?;
+    std::fs::write(src.join("vm.toml"), super::keel_vm_file(image, MEMORY_MIB, cmdline))?;
     let spawn = |args: &[&str], dir: &Path| -> Result<Proc> {
-        let child = Command::new(&exe)
-            .args(["vmm", "--dir"])
-            .arg(dir)
-            .args(args)
-            .env(keel_vmm::migration::auth::TOKEN_ENV, TOKEN)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start keel vmm")?;
-        Ok(Proc(child))
+        let env = [(keel_vmm::migration::auth::TOKEN_ENV, TOKEN)];
+        Ok(Proc(super::spawn_keel_vmm(dir, args, &env)?))
     };
     let mut source = spawn(&[], &src)?;
     let api = Client::new(&src.join("api.sock"), Duration::from_secs(60));

@@ -98,24 +98,13 @@ struct SaveRestore {
 }
 
 fn vm_file(image: &GuestImage, mib: u64) -> String {
-    format!(
-        "kernel = {:?}\ninitrd = {:?}\nmemory = {mib}\ncmdline = {DEFAULT_CMDLINE:?}\n",
-        image.kernel, image.initrd
-    )
+    super::keel_vm_file(image, mib, DEFAULT_CMDLINE)
 }
 
 fn spawn_keel(dir: &Path, vm: &str) -> Result<Vmm> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("vm.toml"), vm)?;
-    let exe = std::env::current_exe().context("cannot find keel's own executable")?;
-    let child = Command::new(exe)
-        .args(["vmm", "--dir"])
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("cannot start keel vmm")?;
+    let child = super::spawn_keel_vmm(dir, &[], &[])?;
     let vmm = Vmm { child, dir: dir.to_owned() };
     wait_for(|| Ok(vmm.api(Duration::from_secs(5)).get_json("/").is_ok()), "keel's API")?;
     Ok(vmm)

@@ -138,20 +138,8 @@ fn run_batch(image: &GuestImage, scratch: &Path, count: usize, keel: bool) -> Re
 }
 
 fn spawn_keel(image: &GuestImage, dir: &Path) -> Result<Vmm> {
-    let vm = format!(
-        "kernel = {:?}\ninitrd = {:?}\nmemory = {MEMORY_MIB}\ncmdline = {DEFAULT_CMDLINE:?}\n",
-        image.kernel, image.initrd
-    );
-    std::fs::write(dir.join("vm.toml"), vm)?;
-    let exe = std::env::current_exe().context("cannot find keel's own executable")?;
-    let child = Command::new(exe)
-        .args(["vmm", "--dir"])
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("cannot start keel vmm")?;
+    std::fs::write(dir.join("vm.toml"), super::keel_vm_file(image, MEMORY_MIB, DEFAULT_CMDLINE))?;
+    let child = super::spawn_keel_vmm(dir, &[], &[])?;
     Ok(Vmm { child, api: dir.join("api.sock"), console: dir.join("console.log"), keel: true })
 }
 

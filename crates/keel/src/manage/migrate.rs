@@ -18,14 +18,13 @@ use keel_vmm::migration::{auth, Token};
 use serde_json::{json, Value};
 
 use super::commands::{spawn_vmm, wait_exit, ManageError, Spawned};
+use super::progress::put_with_progress;
 use super::status::{api, probe, VmState, INCOMING_MARKER};
 use super::store::{validate_name, write_atomic, Store, StoreError};
 
 /// A migration of a large guest over a slow link takes a while; the request waits for all
 /// of it.
 const MIGRATE_TIMEOUT: Duration = Duration::from_secs(3600);
-/// How often the progress line is refreshed.
-const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 /// How long a migrated VM's VMM gets to exit.
 const EXIT_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -65,14 +64,20 @@ pub fn migrate(
     if let Some(mib) = max_bandwidth_mib {
         body["max_bandwidth_mib"] = json!(mib);
     }
-    let done = AtomicBool::new(false);
-    let answer = std::thread::scope(|scope| {
-        scope.spawn(|| show_progress(&vm, &done, &format!("migrating {name} to {destination}")));
-        let answer = api(&vm, MIGRATE_TIMEOUT).put("/migrate", &body);
-        done.store(true, Ordering::SeqCst);
-        answer
-    });
-    let report = answer.and_then(|r| r.json()).map_err(|source| ManageError::Api {
+    let what = format!("migrating {name} to {destination}");
+    let line = |p: &Value| {
+        (p["operation"] == "migration").then(|| {
+            format!(
+                "{what}: {}, round {}, {} MiB sent, {} dirty pages left",
+                p["phase"].as_str().unwrap_or("?"),
+                p["round"].as_u64().unwrap_or(0),
+                p["done_bytes"].as_u64().unwrap_or(0) >> 20,
+                p["dirty_pages"].as_u64().unwrap_or(0),
+            )
+        })
+    };
+    let answer = put_with_progress(&vm, MIGRATE_TIMEOUT, "/migrate", &body, line);
+    let report = answer.map_err(|source| ManageError::Api {
         name: name.to_string(),
         action: "migrate",
         source,
@@ -212,34 +217,4 @@ fn log_since(log: &mut fs::File, from: u64) -> String {
         let _ = log.take(1 << 20).read_to_end(&mut bytes);
     }
     String::from_utf8_lossy(&bytes).into_owned()
-}
-
-/// Prints how far the migration has come until `done`: a line that updates in place on a
-/// terminal, nothing otherwise (scripts get the summary line).
-fn show_progress(vm: &super::store::VmDir, done: &AtomicBool, what: &str) {
-    let mut stderr = std::io::stderr();
-    if !stderr.is_terminal() {
-        return;
-    }
-    let client = api(vm, Duration::from_secs(2));
-    let mut shown = false;
-    while !done.load(Ordering::SeqCst) {
-        std::thread::sleep(PROGRESS_EVERY);
-        let Ok(p) = client.get_json("/progress") else { continue };
-        if p["operation"] != "migration" || done.load(Ordering::SeqCst) {
-            continue;
-        }
-        let _ = write!(
-            stderr,
-            "\r{what}: {}, round {}, {} MiB sent, {} dirty pages left   ",
-            p["phase"].as_str().unwrap_or("?"),
-            p["round"].as_u64().unwrap_or(0),
-            p["done_bytes"].as_u64().unwrap_or(0) >> 20,
-            p["dirty_pages"].as_u64().unwrap_or(0),
-        );
-        shown = true;
-    }
-    if shown {
-        let _ = writeln!(stderr);
-    }
 }

@@ -10,6 +10,7 @@ mod commands;
 mod console;
 mod logs;
 mod migrate;
+mod progress;
 mod snapshot;
 mod status;
 mod store;

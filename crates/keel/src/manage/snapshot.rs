@@ -2,9 +2,7 @@
 //! a running VM to files and bringing it back, once or many times, as VMs of the store, all
 //! through the VMMs' APIs.
 
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use keel_devices::virtio::config::DiskFormat;
@@ -14,13 +12,12 @@ use keel_vmm::VmFile;
 use serde_json::json;
 
 use super::commands::{launch, Launch, ManageError};
-use super::status::{api, probe};
+use super::progress::put_with_progress;
+use super::status::probe;
 use super::store::{validate_name, write_atomic, Store, StoreError, VmDir};
 
 /// Writing a large guest's memory takes a while; the request waits for all of it.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(600);
-/// How often the progress line is refreshed.
-const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
 /// `keel snapshot NAME DIR [--diff] [--leave-paused]`.
 pub fn snapshot(
@@ -41,14 +38,12 @@ pub fn snapshot(
         "snapshot_type": if diff { "Diff" } else { "Full" },
         "leave_paused": leave_paused,
     });
-    let done = AtomicBool::new(false);
-    let answer = std::thread::scope(|scope| {
-        scope.spawn(|| show_progress(&vm, &done, "snapshot"));
-        let answer = api(&vm, SNAPSHOT_TIMEOUT).put("/snapshot/create", &body);
-        done.store(true, Ordering::SeqCst);
-        answer
-    });
-    let report = answer.and_then(|r| r.json()).map_err(|source| ManageError::Api {
+    let line = |p: &serde_json::Value| {
+        let (done, total) = (p["done_bytes"].as_u64()?, p["total_bytes"].as_u64()?);
+        (total > 0).then(|| format!("snapshot: {} / {} MiB", done >> 20, total >> 20))
+    };
+    let answer = put_with_progress(&vm, SNAPSHOT_TIMEOUT, "/snapshot/create", &body, line);
+    let report = answer.map_err(|source| ManageError::Api {
         name: name.to_string(),
         action: "snapshot",
         source,
@@ -246,29 +241,4 @@ fn default_name(dir: &Path) -> Result<String, ManageError> {
         ))
     })?;
     Ok(name)
-}
-
-/// Prints how far the VMM's long operation has come until `done`: a line that updates in
-/// place on a terminal, nothing otherwise (scripts get the summary line).
-fn show_progress(vm: &super::store::VmDir, done: &AtomicBool, what: &str) {
-    let mut stderr = std::io::stderr();
-    if !stderr.is_terminal() {
-        return;
-    }
-    let client = api(vm, Duration::from_secs(2));
-    let mut shown = false;
-    while !done.load(Ordering::SeqCst) {
-        std::thread::sleep(PROGRESS_EVERY);
-        let Ok(p) = client.get_json("/progress") else { continue };
-        let (Some(d), Some(t)) = (p["done_bytes"].as_u64(), p["total_bytes"].as_u64()) else {
-            continue;
-        };
-        if t > 0 && !done.load(Ordering::SeqCst) {
-            let _ = write!(stderr, "\r{what}: {} / {} MiB", d >> 20, t >> 20);
-            shown = true;
-        }
-    }
-    if shown {
-        let _ = writeln!(stderr);
-    }
 }
