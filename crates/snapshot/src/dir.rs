@@ -90,6 +90,11 @@ impl SnapshotWriter {
         &self.dir
     }
 
+    /// The memory image written so far, as `finish` will record it.
+    pub fn memory(&self) -> Option<&MemoryInfo> {
+        self.memory.as_ref()
+    }
+
     /// The state being collected, for `put`/`put_raw`.
     pub fn state(&mut self) -> &mut StateWriter {
         &mut self.state

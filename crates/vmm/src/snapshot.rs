@@ -280,14 +280,14 @@ fn write_snapshot(
         keel_block::copy_sparse(image, copy, |_, _| {})
             .map_err(|e| SnapshotError::Disk { path: image.clone(), detail: e.to_string() })?;
     }
-    let snapshot_dir = writer.finish()?;
-    let snapshot = Snapshot::open(&snapshot_dir)?;
-    let info = snapshot.memory().expect("written with memory");
+    let info = writer.memory().expect("memory was written above");
     let pages = match &info.kind {
         MemoryKind::Full => info.len / PAGE_SIZE,
         MemoryKind::Diff(p) => p.len(),
     };
-    Ok((info.stored, pages))
+    let written = (info.stored, pages);
+    writer.finish()?;
+    Ok(written)
 }
 
 /// Opens `dir` and, for a diff snapshot, the snapshots under it down to a full one. Returns

@@ -17,7 +17,7 @@
 //! once, so the appliance goes on where it was exported.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use flate2::read::GzDecoder;
@@ -260,6 +260,5 @@ fn unpack(file: &Path, root: &Path) -> Result<String, ManageError> {
     let manifest = manifest
         .ok_or_else(|| bad(format!("{}: not a keel appliance (no {MANIFEST})", file.display())))?;
     std::fs::File::open(root).and_then(|d| d.sync_all()).map_err(io(root))?;
-    let _ = std::io::stderr().flush();
     Ok(manifest)
 }
