@@ -13,6 +13,7 @@ mod disk;
 mod migrate;
 mod snapshot;
 mod start;
+mod suite;
 
 #[derive(clap::Subcommand)]
 pub enum BenchCommand {
@@ -59,6 +60,16 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// CPU-bound C programs (compress, interp, fp, pointer, syscall) built for the guest and
+    /// timed inside it; per program keel's and QEMU's medians, their ratio, and the ratios'
+    /// geometric mean.
+    Suite {
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Only these programs (comma-separated names).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
 }
 
 const QEMU: &str = "qemu-system-riscv64";
@@ -84,6 +95,7 @@ pub fn bench(cmd: BenchCommand) -> Result<ExitCode> {
             return snapshot::bench_snapshot(&image, &memory, clones)
         }
         BenchCommand::Migrate { runs } => return migrate::bench_migrate(&image, runs),
+        BenchCommand::Suite { runs, only } => return suite::bench_suite(&image, runs, &only),
         BenchCommand::Cpu { runs } => {
             (runs, 1, vec!["sh".into(), "-c".into(), CPU_SCRIPT.into()], |out, _| {
                 guest_elapsed(out)
