@@ -5,16 +5,16 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::decode::decode;
-use crate::exec_int;
 use crate::hart::Hart;
+use crate::insn::decode;
+use crate::interp::{int, lower, op::Op};
+use crate::jit::Native;
 use crate::mmu::Access;
-use crate::op::Op;
 use crate::tlb::PAGE_TAG_MASK;
 
 /// Longest block, in instructions (blocks also end at page boundaries).
 const MAX_BLOCK: usize = 64;
-const JUMP_CACHE_SIZE: usize = 16384;
+pub(crate) const JUMP_CACHE_SIZE: usize = 16384;
 /// Past this many blocks the whole cache is dropped and rebuilt from what runs next.
 const MAX_BLOCKS: usize = 1 << 18;
 
@@ -22,28 +22,52 @@ pub(crate) struct Block {
     pub ops: Box<[Op]>,
     /// Real instructions in the block (the trailing `continue_at` op is not one).
     pub insns: u32,
+    /// Page offset of its first instruction.
+    pub page_off: u16,
+    /// Times it ran in the interpreter (it is translated once this reaches the threshold).
+    pub runs: u32,
+    /// Its translation, once it has one.
+    pub native: Option<Native>,
     /// The last two blocks that ran right after this one. Following a link skips the jump
     /// cache; a link from an older cache generation or another fetch mode never matches.
-    links: [JumpEntry; 2],
+    links: [Link; 2],
 }
 
 impl Block {
-    fn new(ops: Box<[Op]>, insns: u32) -> Block {
-        Block { ops, insns, links: [JumpEntry::EMPTY; 2] }
+    fn new(ops: Box<[Op]>, insns: u32, page_off: u16) -> Block {
+        Block { ops, insns, page_off, runs: 0, native: None, links: [Link::EMPTY; 2] }
     }
 }
 
 #[derive(Clone, Copy)]
-struct JumpEntry {
+struct Link {
     vpc: u64,
     /// Cache generation and fetch mode; a mismatch is a miss.
     tag: u32,
     block: u32,
 }
 
+impl Link {
+    /// Never matches: instruction addresses are even.
+    const EMPTY: Link = Link { vpc: 1, tag: 0, block: 0 };
+}
+
+/// A jump-cache slot: the block a virtual pc starts, valid while `tag` is current. Native
+/// code probes these slots itself (`jit/emit/flow.rs`), hence the fixed layout.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) struct JumpEntry {
+    pub vpc: u64,
+    pub tag: u32,
+    pub block: u32,
+    /// The block's native code, or 0 while it has none.
+    pub code: usize,
+    _pad: usize,
+}
+
 impl JumpEntry {
     /// Never matches: instruction addresses are even.
-    const EMPTY: JumpEntry = JumpEntry { vpc: 1, tag: 0, block: 0 };
+    const EMPTY: JumpEntry = JumpEntry { vpc: 1, tag: 0, block: 0, code: 0, _pad: 0 };
 }
 
 pub(crate) struct BlockCache {
@@ -77,7 +101,7 @@ impl BlockCache {
             jump: vec![JumpEntry::EMPTY; JUMP_CACHE_SIZE].into_boxed_slice(),
             generation: 1,
             entered_pages: Default::default(),
-            straddler: Block::new(Box::new([]), 0),
+            straddler: Block::new(Box::new([]), 0, 0),
         }
     }
 
@@ -86,6 +110,24 @@ impl BlockCache {
         match lookup {
             Lookup::Cached(id) => &self.blocks[*id as usize],
             Lookup::Straddler => &self.straddler,
+        }
+    }
+
+    pub fn block_mut(&mut self, id: u32) -> &mut Block {
+        &mut self.blocks[id as usize]
+    }
+
+    /// The jump cache's slots, for native code's probe.
+    pub fn jump_slots(&self) -> usize {
+        self.jump.as_ptr() as usize
+    }
+
+    /// Block `id` (which starts at `vpc`) now has native code at `entry`: the jump-cache slot
+    /// that leads to it from `vpc` leads native code there too.
+    pub fn note_native(&mut self, vpc: u64, tag: u32, id: u32, entry: usize) {
+        let e = &mut self.jump[(vpc >> 1) as usize & (JUMP_CACHE_SIZE - 1)];
+        if e.vpc == vpc && e.tag == tag && e.block == id {
+            e.code = entry;
         }
     }
 
@@ -110,7 +152,7 @@ impl BlockCache {
     pub fn link(&mut self, from: u32, vpc: u64, tag: u32, to: u32) {
         let b = &mut self.blocks[from as usize];
         b.links[1] = b.links[0];
-        b.links[0] = JumpEntry { vpc, tag, block: to };
+        b.links[0] = Link { vpc, tag, block: to };
     }
 
     /// Forgets every virtual-to-block mapping (translation changed).
@@ -149,7 +191,8 @@ impl BlockCache {
                 None => return Some(Lookup::Straddler),
             },
         };
-        self.jump[slot] = JumpEntry { vpc, tag, block: id };
+        let code = self.blocks[id as usize].native.as_ref().map_or(0, |n| n.entry);
+        self.jump[slot] = JumpEntry { vpc, tag, block: id, code, _pad: 0 };
         self.entered_pages.insert(vpc & PAGE_TAG_MASK);
         Some(Lookup::Cached(id))
     }
@@ -187,12 +230,13 @@ impl BlockCache {
             } else {
                 (lo | (hart.ram.load::<u16>(paddr + 2)? as u32) << 16, 4)
             };
-            let mut d = decode(raw, len);
-            d.op.pc_off = off as u16;
-            d.op.idx = ops.len() as u8;
-            ops.push(d.op);
+            let insn = decode(raw, len);
+            let mut op = lower(&insn);
+            op.pc_off = off as u16;
+            op.idx = ops.len() as u8;
+            ops.push(op);
             off += len as u64;
-            if d.ends_block {
+            if insn.ends_block() {
                 ended = true;
                 break;
             }
@@ -202,14 +246,14 @@ impl BlockCache {
         }
         let insns = ops.len() as u32;
         if !ended {
-            let mut cont = Op::new(exec_int::continue_at);
+            let mut cont = Op::new(int::continue_at);
             cont.imm = off as i64;
             cont.pc_off = off as u16;
             cont.idx = insns as u8;
             ops.push(cont);
         }
         hart.mark_code_page(page);
-        let block = Block::new(ops.into_boxed_slice(), insns);
+        let block = Block::new(ops.into_boxed_slice(), insns, (ppc & 0xfff) as u16);
         let id = match self.free.pop() {
             Some(id) => {
                 self.blocks[id as usize] = block;
@@ -229,16 +273,16 @@ impl BlockCache {
         let next = vpc.wrapping_add(2);
         let p2 = fetch_translate(hart, next)?;
         let hi = hart.ram.load::<u16>(p2)? as u32;
-        let d = decode(lo | hi << 16, 4);
-        let mut ops = vec![d.op];
-        if !d.ends_block {
-            let mut cont = Op::new(exec_int::continue_at);
+        let insn = decode(lo | hi << 16, 4);
+        let mut ops = vec![lower(&insn)];
+        if !insn.ends_block() {
+            let mut cont = Op::new(int::continue_at);
             cont.imm = 4;
             cont.pc_off = 4;
             cont.idx = 1;
             ops.push(cont);
         }
-        self.straddler = Block::new(ops.into_boxed_slice(), 1);
+        self.straddler = Block::new(ops.into_boxed_slice(), 1, 0);
         Some(())
     }
 
@@ -249,7 +293,7 @@ impl BlockCache {
         };
         {
             for (ppc, id) in ids {
-                self.blocks[id as usize] = Block::new(Box::new([]), 0);
+                self.blocks[id as usize] = Block::new(Box::new([]), 0, 0);
                 self.free.push(id);
                 self.by_ppc.remove(&ppc);
             }

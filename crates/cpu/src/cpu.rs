@@ -1,4 +1,5 @@
-//! The interpreter loop: find the block at pc, run its ops, and between blocks look after
+//! The run loop: find the block at pc, run it (its native code if it has some, else its
+//! interpreter ops, translating it once it is hot), and between blocks look after
 //! interrupts, timers, code invalidation and requests from the VMM.
 
 use std::time::Duration;
@@ -6,6 +7,7 @@ use std::time::Duration;
 use crate::block::{BlockCache, Lookup};
 use crate::consts::cause;
 use crate::hart::{Hart, Stop, SLICE};
+use crate::jit::{Jit, JitConfig, JitError, JitExit, Untranslated};
 use crate::stats::SbiExtension;
 
 /// Why [`Cpu::run`] returned.
@@ -21,15 +23,62 @@ pub enum Exit {
     UndeliverableTrap { cause: u64, tval: u64, pc: u64 },
 }
 
-/// A hart and the decoded code it runs.
+/// How the run loop runs a block this time.
+enum Engine {
+    Native(usize),
+    Interp,
+    /// Translating it filled the code cache, which was emptied with every block.
+    Flushed,
+}
+
+/// How a hart's guest code runs (QEMU calls the choice `accel`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Accel {
+    /// The decoded-block interpreter only: the reference, and the fallback.
+    Interp,
+    /// Blocks that run often are translated to host code (see [`JitConfig`]).
+    Jit(JitConfig),
+}
+
+impl Default for Accel {
+    fn default() -> Accel {
+        Accel::Jit(JitConfig::default())
+    }
+}
+
+/// A hart and the decoded (and translated) code it runs.
 pub struct Cpu {
     hart: Hart,
     cache: BlockCache,
+    jit: Option<Jit>,
+    /// A same-page jump native code took that can be chained once its target, at `vpc`, is
+    /// native: (the displacement's address, `vpc`, the cache generation it was seen in).
+    pending_chain: Option<(usize, u64, u32)>,
+    /// Blocks left to run before [`Cpu::step`] returns.
+    steps: u64,
 }
 
 impl Cpu {
+    /// A CPU that interprets (see [`Cpu::with_accel`]).
     pub fn new(hart: Hart) -> Cpu {
-        Cpu { hart, cache: BlockCache::new() }
+        Cpu { hart, cache: BlockCache::new(), jit: None, pending_chain: None, steps: u64::MAX }
+    }
+
+    /// A CPU running its guest code with `accel`.
+    pub fn with_accel(hart: Hart, accel: &Accel) -> Result<Cpu, JitError> {
+        let mut cpu = Cpu::new(hart);
+        if let Accel::Jit(config) = accel {
+            cpu.jit = Some(Jit::new(config.clone())?);
+        }
+        Ok(cpu)
+    }
+
+    /// The engine this CPU runs guest code with.
+    pub fn accel(&self) -> Accel {
+        match &self.jit {
+            Some(jit) => Accel::Jit(jit.config().clone()),
+            None => Accel::Interp,
+        }
     }
 
     pub fn hart(&self) -> &Hart {
@@ -43,17 +92,38 @@ impl Cpu {
     /// Resets the hart (see [`Hart::reset`]) and forgets all decoded code.
     pub fn reset(&mut self, pc: u64, prv: crate::Privilege, sbi_mode: bool) {
         self.hart.reset(pc, prv, sbi_mode);
-        self.cache.clear();
+        self.clear_code();
     }
 
-    /// Forgets all decoded code (a restored snapshot may have replaced it).
+    /// Forgets all decoded and translated code (a restored snapshot may have replaced it).
     pub(crate) fn clear_code(&mut self) {
         self.cache.clear();
+        if let Some(jit) = &mut self.jit {
+            jit.flush(&mut self.hart);
+        }
+        self.pending_chain = None;
     }
 
     /// Runs until something needs the machine's attention. The hart's statistics are
     /// published (see [`crate::HartSignals::stats`]) whenever this returns.
     pub fn run(&mut self) -> Exit {
+        self.steps = u64::MAX;
+        loop {
+            if let Some(exit) = self.run_steps() {
+                return exit;
+            }
+        }
+    }
+
+    /// Runs one block (a native run of chained blocks counts as one), or takes one fetch
+    /// fault; returns early if something needs the machine. For tests that compare engines.
+    #[doc(hidden)]
+    pub fn step(&mut self) -> Option<Exit> {
+        self.steps = 1;
+        self.run_steps()
+    }
+
+    fn run_steps(&mut self) -> Option<Exit> {
         // Guest code runs (and stores to RAM) only in here; outside, dirty-page tracking
         // need not wait for this hart. Left on every way out, unwinding included.
         let running = self.hart.ram_writer.running();
@@ -63,15 +133,17 @@ impl Cpu {
         exit
     }
 
-    fn run_until_exit(&mut self) -> Exit {
-        // The block that just ran to its end, whose links may name the next one.
+    fn run_until_exit(&mut self) -> Option<Exit> {
+        // The block that just ran to its end in the interpreter, whose links may name the
+        // next one.
         let mut prev: Option<u32> = None;
-        loop {
-            if self.hart.budget <= 0 {
+        while self.steps > 0 {
+            self.steps -= 1;
+            if self.hart.service_due() {
                 // Service may drop blocks (a new cache generation): forget `prev`.
                 prev = None;
                 if let Some(exit) = self.service() {
-                    return exit;
+                    return Some(exit);
                 }
             }
             let vpc = self.hart.pc;
@@ -83,8 +155,9 @@ impl Cpu {
                     let Some(found) = self.cache.lookup(&mut self.hart, vpc) else {
                         // Instruction fetch faulted; the exception is in `hart.stop`.
                         prev = None;
+                        self.pending_chain = None;
                         if let Some(exit) = self.finish_stop(vpc) {
-                            return exit;
+                            return Some(exit);
                         }
                         continue;
                     };
@@ -96,13 +169,31 @@ impl Cpu {
                     found
                 }
             };
+            if let Lookup::Cached(id) = found {
+                match self.native_entry(id, vpc, tag) {
+                    Engine::Native(entry) => {
+                        prev = None;
+                        if let Some(exit) = self.run_native(id, vpc, tag, entry) {
+                            return Some(exit);
+                        }
+                        continue;
+                    }
+                    Engine::Interp => {}
+                    Engine::Flushed => {
+                        // The block is gone with the rest: look it up again.
+                        prev = None;
+                        self.steps += 1;
+                        continue;
+                    }
+                }
+            }
+            self.pending_chain = None;
             let block = self.cache.get(&found);
             let hart = &mut self.hart;
             hart.block_vpc = vpc;
             let first = &block.ops[0];
             if (first.handler)(hart, first) {
                 hart.instret += block.insns as u64;
-                hart.budget -= block.insns as i64;
                 prev = match found {
                     Lookup::Cached(id) => Some(id),
                     Lookup::Straddler => None,
@@ -110,13 +201,88 @@ impl Cpu {
             } else {
                 prev = None;
                 let (pc_off, idx) = hart.stop_at;
-                hart.instret += idx as u64;
-                hart.budget -= idx as i64 + 1;
-                if let Some(exit) = self.finish_stop(vpc.wrapping_add(pc_off as u64)) {
-                    return exit;
+                if let Some(exit) = self.stopped(vpc.wrapping_add(pc_off as u64), idx) {
+                    return Some(exit);
                 }
             }
         }
+        None
+    }
+
+    /// How block `id` runs this time: its native code, translated first if it has run
+    /// often enough in the interpreter, or its ops.
+    fn native_entry(&mut self, id: u32, vpc: u64, tag: u32) -> Engine {
+        let Some(jit) = self.jit.as_mut() else { return Engine::Interp };
+        let block = self.cache.block_mut(id);
+        if let Some(native) = &block.native {
+            return Engine::Native(native.entry);
+        }
+        if block.runs < jit.config().threshold {
+            block.runs += 1;
+            return Engine::Interp;
+        }
+        let ops = &block.ops[..block.insns as usize];
+        match jit.translate(&mut self.hart, ops, block.page_off) {
+            Ok(native) => {
+                let entry = native.entry;
+                block.native = Some(native);
+                self.cache.note_native(vpc, tag, id, entry);
+                Engine::Native(entry)
+            }
+            Err(Untranslated::Failed) => {
+                debug_assert!(false, "the translator failed on a block at {vpc:#x}");
+                block.runs = 0;
+                Engine::Interp
+            }
+            Err(Untranslated::CacheFull) => {
+                // The code cache is full: start over, this block included.
+                jit.flush(&mut self.hart);
+                self.cache.clear();
+                self.pending_chain = None;
+                Engine::Flushed
+            }
+        }
+    }
+
+    /// Runs block `id`'s native code, entered at `vpc`, and acts on how it exits.
+    fn run_native(&mut self, id: u32, vpc: u64, tag: u32, entry: usize) -> Option<Exit> {
+        let jit = self.jit.as_mut().expect("only a JIT makes native blocks");
+        if let Some((site, target, generation)) = self.pending_chain.take() {
+            // The jump that exited last time can go straight here from now on: same page,
+            // same translation (no generation change since), and this block is native.
+            if target == vpc && generation == self.cache.generation() {
+                jit.patch(&mut self.hart, site, entry);
+            }
+        }
+        // A probe of the jump cache that led here must find the code too.
+        self.cache.note_native(vpc, tag, id, entry);
+        let hart = &mut self.hart;
+        hart.block_vpc = vpc & !0xfff;
+        hart.jit.tlb = hart.tlb.fast[(hart.data_mode & 3) as usize].as_ptr() as usize;
+        hart.jit.jump = self.cache.jump_slots();
+        hart.jit.tag = tag as u64;
+        match jit.run(hart, entry) {
+            JitExit::Lookup => None,
+            JitExit::Chain { site } => {
+                self.pending_chain = Some((site, self.hart.pc, self.cache.generation()));
+                None
+            }
+            JitExit::Stop { pc_off, idx } => {
+                let pc = self.hart.block_vpc.wrapping_add(pc_off as u64);
+                self.stopped(pc, idx)
+            }
+        }
+    }
+
+    /// The instruction at `pc`, at position `idx` of its block, did not complete.
+    fn stopped(&mut self, pc: u64, idx: u8) -> Option<Exit> {
+        self.pending_chain = None;
+        let hart = &mut self.hart;
+        hart.instret += idx as u64;
+        // The stopped instruction counts against the slice, so that a loop of traps still
+        // reaches the service check.
+        hart.deadline = hart.deadline.wrapping_sub(1);
+        self.finish_stop(pc)
     }
 
     /// Acts on the reason the current instruction (at `pc`) stopped its block.
@@ -145,10 +311,10 @@ impl Cpu {
     }
 
     /// The work done between blocks every [`SLICE`] instructions, or sooner when an
-    /// instruction asked for it by zeroing the budget.
+    /// instruction asked for it (`Hart::request_service`).
     fn service(&mut self) -> Option<Exit> {
         let hart = &mut self.hart;
-        hart.budget = SLICE;
+        hart.deadline = hart.instret.wrapping_add(SLICE);
         // Between two blocks: no store of this hart is in flight.
         hart.ram_writer.quiescent();
         hart.maybe_publish_stats();
@@ -233,6 +399,6 @@ impl Hart {
     pub fn finish_ecall(&mut self) {
         self.pc = self.pc.wrapping_add(4);
         self.instret += 1;
-        self.budget = 0;
+        self.request_service();
     }
 }

@@ -120,7 +120,7 @@ impl Hart {
             SIE => {
                 let mask = self.csr.mideleg;
                 self.csr.mie = (self.csr.mie & !mask) | (value & mask);
-                self.budget = 0;
+                self.request_service();
             }
             STVEC => self.csr.stvec = legal_tvec(value),
             SCOUNTEREN => self.csr.scounteren = value & 0xffff_ffff,
@@ -133,14 +133,14 @@ impl Hart {
                 // Only SSIP is writable through sip, and only when delegated (§4.1.3).
                 let mask = irq::SSIP & self.csr.mideleg;
                 self.csr.mip_sw = (self.csr.mip_sw & !mask) | (value & mask);
-                self.budget = 0;
+                self.request_service();
             }
             STIMECMP => {
                 if !self.stimecmp_accessible() {
                     return Err(Illegal);
                 }
                 self.csr.stimecmp = value;
-                self.budget = 0;
+                self.request_service();
             }
             SATP => {
                 if self.prv == Privilege::Supervisor && self.csr.mstatus & status::TVM != 0 {
@@ -155,7 +155,7 @@ impl Hart {
                     self.tlb.flush_translated();
                     self.stats.tlb_flushes += 1;
                     self.flush_jump_cache = true;
-                    self.budget = 0;
+                    self.request_service();
                 }
             }
             MSTATUS => self.write_mstatus(value),
@@ -163,17 +163,17 @@ impl Hart {
             MEDELEG => self.csr.medeleg = value & MEDELEG_WRITABLE,
             MIDELEG => {
                 self.csr.mideleg = value & irq::S_MASK;
-                self.budget = 0;
+                self.request_service();
             }
             MIE => {
                 self.csr.mie = value & irq::ALL;
-                self.budget = 0;
+                self.request_service();
             }
             MTVEC => self.csr.mtvec = legal_tvec(value),
             MCOUNTEREN => self.csr.mcounteren = value & 0xffff_ffff,
             MENVCFG => {
                 self.csr.menvcfg = value & (MENVCFG_STCE | 1);
-                self.budget = 0;
+                self.request_service();
             }
             MCOUNTINHIBIT => self.csr.mcountinhibit = value & 0xffff_fffd,
             MHPMEVENT3..=MHPMEVENT31 => {}
@@ -187,7 +187,7 @@ impl Hart {
                     mask |= irq::STIP;
                 }
                 self.csr.mip_sw = (self.csr.mip_sw & !mask) | (value & mask);
-                self.budget = 0;
+                self.request_service();
             }
             PMPCFG0..=PMPCFG15 | PMPADDR0..=PMPADDR63 => {}
             MCYCLE => self.csr.cycle_delta = value.wrapping_sub(self.retired()),
@@ -202,6 +202,8 @@ impl Hart {
                 self.published_at = instret;
                 self.instret = instret;
                 self.csr.cycle_delta = delta;
+                // The service deadline counts in instret: set it anew from the new count.
+                self.request_service();
             }
             MHPMCOUNTER3..=MHPMCOUNTER31 => {}
             _ => return Err(Illegal),
@@ -255,7 +257,7 @@ impl Hart {
             self.flush_jump_cache = true;
         }
         self.update_data_mode();
-        self.budget = 0;
+        self.request_service();
     }
 }
 

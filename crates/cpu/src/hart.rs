@@ -7,6 +7,7 @@ use keel_memory::{GuestRam, RamWriter};
 
 use crate::bus::Bus;
 use crate::consts::{cause, csr as csrno, irq, status, MENVCFG_STCE};
+use crate::jit::JitCtx;
 use crate::signals::HartSignals;
 use crate::stats::HartStats;
 use crate::tlb::{Tlb, MODE_M, MODE_S, MODE_S_SUM, MODE_U};
@@ -87,25 +88,36 @@ pub const SATP_SV48: u64 = 9;
 pub const SATP_SV57: u64 = 10;
 
 /// Instructions executed between two looks at the clock and the interrupt wires.
-pub(crate) const SLICE: i64 = 4096;
+pub(crate) const SLICE: u64 = 4096;
 
 /// Instructions retired between two publications of the hart's statistics: a few
 /// milliseconds' worth, so readers see fresh numbers and the hart hardly notices.
 pub(crate) const PUBLISH_INTERVAL: u64 = 1 << 18;
 
 /// One RISC-V hart.
+///
+/// `repr(C)` with the state translated code reads and writes first: generated code reaches
+/// these fields at offsets taken with `offset_of!`, so their layout is part of the
+/// translator's contract (see `jit`).
+#[repr(C)]
 pub struct Hart {
     /// x0..x31; index 32 is where writes to x0 go, so handlers need no `rd == 0` test.
     pub(crate) x: [u64; 64],
     pub(crate) f: [u64; 32],
-    /// Virtual address of the first instruction of the block being executed.
+    pub(crate) pc: u64,
+    /// Instructions retired since reset, as of the start of the block being executed.
+    pub(crate) instret: u64,
+    /// The hart looks after interrupts, timers, fences and the VMM once `instret` reaches
+    /// this (see `service_due`; the guest may write `minstret`, so the two are compared
+    /// modulo 2^64).
+    pub(crate) deadline: u64,
+    /// Virtual address of the first instruction of the block being executed; while native
+    /// code runs, the virtual page it runs in (see `jit`).
     pub(crate) block_vpc: u64,
-    /// Instructions left before the next service check; set to 0 to ask for one.
-    pub(crate) budget: i64,
+    pub(crate) jit: JitCtx,
     /// TLB set used by loads and stores (depends on privilege, MPRV and SUM).
     pub(crate) data_mode: u8,
     pub(crate) tlb: Box<Tlb>,
-    pub(crate) pc: u64,
     pub(crate) prv: Privilege,
     pub(crate) csr: Csrs,
     pub(crate) stop: Stop,
@@ -113,7 +125,6 @@ pub struct Hart {
     pub(crate) stop_at: (u16, u8),
     /// LR reservation: guest-physical address and the value LR saw (SC compares against it).
     pub(crate) reservation: Option<(u64, u64)>,
-    pub(crate) instret: u64,
     /// Position of the executing instruction in its block, set by instructions that read or
     /// write the counters (the block adds its count to `instret` when it ends).
     pub(crate) insn_in_block: u64,
@@ -158,17 +169,25 @@ impl Hart {
         let mut hart = Hart {
             x: [0; 64],
             f: [0; 32],
+            pc: 0,
+            instret: 0,
+            deadline: 0,
             block_vpc: 0,
-            budget: 0,
+            jit: JitCtx {
+                tlb: 0,
+                jump: 0,
+                tag: 0,
+                patch: 0,
+                page_flags: ram.page_flags().as_ptr() as usize,
+                ram_host: ram.host_base(),
+            },
             data_mode: MODE_M as u8,
             tlb: Tlb::new(),
-            pc: 0,
             prv: Privilege::Machine,
             csr: Csrs::default(),
             stop: Stop::None,
             stop_at: (0, 0),
             reservation: None,
-            instret: 0,
             insn_in_block: 0,
             page_flags: ram.page_flags(),
             ram_host: ram.host_base(),
@@ -219,7 +238,7 @@ impl Hart {
         self.instret = 0;
         self.tlb.flush_all();
         self.flush_jump_cache = true;
-        self.budget = 0;
+        self.request_service();
         self.update_data_mode();
     }
 
@@ -296,7 +315,23 @@ impl Hart {
     /// comparator, so STIP follows `time >= value` (SBI spec §6.1, Sstc spec §2).
     pub fn set_supervisor_timer(&mut self, value: u64) {
         self.csr.stimecmp = value;
-        self.budget = 0;
+        self.request_service();
+    }
+
+    /// Asks for a service check (interrupts, timers, fences, the VMM) at the next block
+    /// boundary: something changed that the run loop must look at before going on.
+    #[inline]
+    pub(crate) fn request_service(&mut self) {
+        // `instret` may lag behind while native code runs (it is the start of a block or of
+        // a run), which only makes the check fire sooner.
+        self.deadline = self.instret;
+    }
+
+    /// The service deadline has come: `instret - deadline`, taken modulo 2^64 as a signed
+    /// number, is not negative (translated code checks the sign of the same difference).
+    #[inline]
+    pub(crate) fn service_due(&self) -> bool {
+        self.instret.wrapping_sub(self.deadline) as i64 >= 0
     }
 
     /// The value of `mip` as software reads it.

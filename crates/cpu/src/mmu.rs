@@ -1,7 +1,7 @@
 //! Address translation (privileged spec §4.3-4.5: Sv39, Sv48, Sv57) and memory access for
 //! loads, stores and instruction fetch.
 
-use keel_memory::{load_host, store_host, Prim};
+use keel_memory::{load_host_unaligned, store_host_unaligned, Prim};
 
 use crate::consts::{cause, status};
 use crate::hart::Hart;
@@ -56,26 +56,36 @@ const PTE_D: u64 = 1 << 7;
 const PTE_RESERVED: u64 = 0x3ff << 54;
 const PPN_MASK: u64 = (1 << 44) - 1;
 
-/// The load fast path: one tag compare covers the TLB hit, the permission, alignment and
-/// "this is plain RAM". `None` means the slow path must decide.
+/// The load fast path: one tag compare covers the TLB hit, the permission, "this is plain
+/// RAM" and "the access stays in its page" (the tag is compared with the page of the last
+/// byte, while the entry is picked by the first). Misaligned accesses within a page take it
+/// too, as they do on hardware that supports them. `None` means the slow path must decide.
 #[inline(always)]
 pub(crate) fn fast_load<T: Bits>(hart: &Hart, vaddr: u64) -> Option<T> {
     let e = &hart.tlb.fast[(hart.data_mode & 3) as usize][index(vaddr)];
-    if e.read == vaddr & (PAGE_TAG_MASK | (T::SIZE as u64 - 1)) {
+    if e.read == last_byte_page::<T>(vaddr) {
         // SAFETY: a matching read tag is only installed (in `fill`) for a virtual page whose
         // physical page is inside guest RAM, with `addend` mapping it to the host mapping,
-        // which lives as long as the hart holds `ram`. The key compare also proved alignment.
-        Some(unsafe { load_host::<T>((vaddr as usize).wrapping_add(e.addend)) })
+        // which lives as long as the hart holds `ram`. The compare proved that the access
+        // ends in the page the entry maps, and the entry's page is the access's first page
+        // (a neighbouring page has another index), so all of it lies in that page.
+        Some(unsafe { load_host_unaligned::<T>((vaddr as usize).wrapping_add(e.addend)) })
     } else {
         None
     }
+}
+
+/// The page (as a fast-path tag) holding the last byte of a `T` at `vaddr`.
+#[inline(always)]
+pub(crate) fn last_byte_page<T: Bits>(vaddr: u64) -> u64 {
+    vaddr.wrapping_add(T::SIZE as u64 - 1) & PAGE_TAG_MASK
 }
 
 /// The store fast path; false means the slow path must decide. See [`fast_load`].
 #[inline(always)]
 pub(crate) fn fast_store<T: Bits>(hart: &mut Hart, vaddr: u64, value: T) -> bool {
     let e = &hart.tlb.fast[(hart.data_mode & 3) as usize][index(vaddr)];
-    if e.write != vaddr & (PAGE_TAG_MASK | (T::SIZE as u64 - 1)) {
+    if e.write != last_byte_page::<T>(vaddr) {
         return false;
     }
     let host = (vaddr as usize).wrapping_add(e.addend);
@@ -87,7 +97,7 @@ pub(crate) fn fast_store<T: Bits>(hart: &mut Hart, vaddr: u64, value: T) -> bool
     }
     // SAFETY: as in `fast_load`; write tags are additionally never installed for pages the
     // bus watches.
-    unsafe { store_host::<T>(host, value) };
+    unsafe { store_host_unaligned::<T>(host, value) };
     true
 }
 
@@ -234,7 +244,7 @@ impl Hart {
     #[inline]
     pub(crate) fn note_code_write(&mut self, paddr: u64, size: u64) {
         if self.ram.note_hart_write(paddr, size) {
-            self.budget = 0;
+            self.request_service();
         }
     }
 

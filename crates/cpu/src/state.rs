@@ -203,7 +203,7 @@ impl Hart {
         self.tlb.flush_all();
         self.fenced_pages.clear();
         self.flush_jump_cache = true;
-        self.budget = 0;
+        self.request_service();
         self.update_data_mode();
         Ok(())
     }

@@ -139,6 +139,16 @@ hart_stats! {
     /// TLB flushes: whole (satp writes, SFENCE.VMA without address) and by address.
     tlb_flushes,
     tlb_address_flushes,
+    /// The translator: blocks translated, bytes of host code made for them and nanoseconds
+    /// spent making it; times the code cache was emptied (full, or code reset); direct jumps
+    /// patched to chain one native block to the next; and entries into native code from the
+    /// run loop (each one a return to the run loop before it: chained blocks don't count).
+    blocks_translated,
+    translated_bytes,
+    translate_ns,
+    translation_flushes,
+    blocks_chained,
+    native_entries,
 }
 
 impl HartStats {

@@ -13,7 +13,7 @@ pub(crate) const MODES: usize = 4;
 pub(crate) const TLB_BITS: u32 = 8;
 pub(crate) const TLB_SIZE: usize = 1 << TLB_BITS;
 
-/// Tag value that never matches: fast-path keys have their low 12 bits below 8.
+/// Tag value that never matches: fast-path keys are page addresses (low 12 bits zero).
 pub(crate) const INVALID: u64 = u64::MAX;
 /// Keeps the page number of an address in a fast-path key.
 pub(crate) const PAGE_TAG_MASK: u64 = !0xfff;

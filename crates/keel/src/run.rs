@@ -16,6 +16,9 @@ pub const DEFAULT_MEMORY_MIB: u64 = 256;
 /// Linux on RISC-V keeps at most this many bytes of its command line (COMMAND_LINE_SIZE is
 /// 1024 with the terminating NUL) and silently drops the rest.
 const MAX_CMDLINE: usize = 1023;
+/// The engine for VMs whose flags and VM file name none (so that a test suite can run
+/// everything under the interpreter, say).
+pub const ACCEL_ENV: &str = "KEEL_ACCEL";
 /// Added in command mode so kernel messages stay off the command's output (only a panic,
 /// at KERN_EMERG, still shows).
 const COMMAND_LOGLEVEL: &str = "loglevel=1";
@@ -46,6 +49,11 @@ pub struct RunArgs {
     /// Add an entropy device (virtio-rng), as `rng = true` in a VM file does.
     #[arg(long)]
     pub rng: bool,
+    /// How guest code runs: "jit" translates hot code to host code (the default), "interp"
+    /// interprets everything. Without this flag or `accel` in the VM file, $KEEL_ACCEL
+    /// decides.
+    #[arg(long, value_name = "jit|interp")]
+    pub accel: Option<String>,
     /// In command mode, show the kernel's messages too.
     #[arg(long)]
     pub kernel_log: bool,
@@ -66,6 +74,7 @@ impl RunArgs {
             vcpus: None,
             firmware: None,
             rng: false,
+            accel: None,
             kernel_log: false,
             command: Vec::new(),
         }
@@ -86,10 +95,17 @@ pub fn machine_config(args: &RunArgs) -> Result<MachineConfig> {
         cmdline: args.cmdline.clone(),
         firmware: args.firmware.clone(),
         rng: args.rng.then_some(true),
+        accel: args.accel.clone(),
         ..VmFile::default()
     };
     flags.validate("command line")?;
     vm.merge(flags);
+    if vm.accel.is_none() {
+        if let Ok(accel) = std::env::var(ACCEL_ENV) {
+            vm.accel = Some(accel);
+            vm.validate(&format!("${ACCEL_ENV}"))?;
+        }
+    }
     let firmware = vm.firmware();
     let (kernel, initrd) = match (vm.kernel.clone(), firmware == Firmware::None) {
         (Some(k), _) => (k, vm.initrd.clone()),
@@ -125,6 +141,7 @@ pub fn machine_config(args: &RunArgs) -> Result<MachineConfig> {
         cmdline,
         firmware,
         virtio: vm.virtio(&vm_identity(args)),
+        accel: vm.accel(),
     })
 }
 

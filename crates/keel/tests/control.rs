@@ -27,6 +27,7 @@ fn config(script: &str) -> MachineConfig {
         cmdline: format!("console=ttyS0 panic=-1 quiet {}", keel_guest::command_param(&args)),
         firmware: Firmware::Sbi,
         virtio: vec![],
+        accel: keel_machine::Accel::default(),
     }
 }
 

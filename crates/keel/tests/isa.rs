@@ -2,7 +2,8 @@
 //! Debian's RISC-V cross compiler and run bare-metal (`keel run --firmware none`) on keel's
 //! CPU. A program reports through HTIF `tohost`: status 0 passes, N names its first failing
 //! check (see tests/isa/README.md). `selftest-fail` must fail with 7, proving failures show.
-//! `smp-*` programs run on 4 harts.
+//! `smp-*` programs run on 4 harts. Every program runs twice: on the interpreter, and on the
+//! translator translating every block on first sight.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -54,15 +55,26 @@ fn build(src: &Path, out: &Path) -> Result<(), Failed> {
     }
 }
 
-fn run_one(name: &str, src: &Path) -> Result<(), Failed> {
-    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("isa");
+/// The VM file of each engine: bare metal, and for the translator, every block translated
+/// the first time it runs (these programs run most of their code only once).
+const ENGINES: [(&str, &str); 2] = [
+    ("interp", "firmware = \"none\"\naccel = \"interp\"\n"),
+    ("jit", "firmware = \"none\"\naccel = \"jit\"\n[jit]\nthreshold = 0\n"),
+];
+
+fn run_one(engine: &str, vm_file: &str, name: &str, src: &Path) -> Result<(), Failed> {
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("isa").join(engine);
     std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
     let elf = out_dir.join(format!("{name}.elf"));
     build(src, &elf)?;
+    let vm = out_dir.join(format!("{name}.toml"));
+    std::fs::write(&vm, vm_file).map_err(|e| e.to_string())?;
     // smp-* programs need several harts; 4 is more than this machine has cores, on purpose.
     let vcpus = if name.starts_with("smp-") { "4" } else { "1" };
     let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(["run", "--vcpus", vcpus, "--firmware", "none", "--kernel"])
+        .arg("run")
+        .arg(&vm)
+        .args(["--vcpus", vcpus, "--kernel"])
         .arg(&elf)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -99,11 +111,16 @@ fn main() {
         .collect();
     sources.sort();
     assert!(sources.len() > 20, "the ISA test programs are missing from {}", isa_dir().display());
-    let trials = sources
-        .into_iter()
-        .map(|src| {
-            let name = src.file_stem().unwrap().to_string_lossy().into_owned();
-            Trial::test(name.clone(), move || run_one(&name, &src))
+    let trials = ENGINES
+        .iter()
+        .flat_map(|&(engine, vm_file)| {
+            sources.iter().map(move |src| {
+                let name = src.file_stem().unwrap().to_string_lossy().into_owned();
+                let src = src.clone();
+                Trial::test(format!("{engine}/{name}"), move || {
+                    run_one(engine, vm_file, &name, &src)
+                })
+            })
         })
         .collect();
     libtest_mimic::run(&args, trials).exit();

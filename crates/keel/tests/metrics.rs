@@ -62,6 +62,7 @@ fn machine_config(dir: &Path, vm_text: &str, script: &str) -> MachineConfig {
         ),
         firmware: vm.firmware(),
         virtio: vm.virtio("metrics-test"),
+        accel: vm.accel(),
     }
 }
 

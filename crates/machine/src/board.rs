@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use keel_cpu::consts::{irq, ISA_EXTENSIONS, ISA_STRING};
-use keel_cpu::{Cpu, Hart, HartSignals, Privilege, SATP_SV48};
+use keel_cpu::{Accel, Cpu, Hart, HartSignals, JitError, Privilege, SATP_SV48};
 use keel_devices::event::EventLoop;
 use keel_devices::virtio::config::{BalloonConfig, BlockConfig, NetConfig, VsockConfig};
 use keel_devices::virtio::mmio::{self as virtio_mmio, MmioTransport};
@@ -62,6 +62,8 @@ pub struct MachineConfig {
     pub cmdline: String,
     pub firmware: Firmware,
     pub virtio: Vec<VirtioConfig>,
+    /// How the vCPUs run guest code.
+    pub accel: Accel,
 }
 
 #[derive(Debug, Error)]
@@ -82,6 +84,8 @@ pub enum MachineError {
     Layout(LoadError),
     #[error("{0} virtio devices: the board has {max} virtio-mmio slots", max = fdt::VIRTIO_SLOTS)]
     TooManyDevices(usize),
+    #[error("{0}")]
+    Accel(JitError),
     #[error("cannot start the device I/O thread: {0}")]
     Io(std::io::Error),
     #[error("firmware {path}: {len} bytes do not fit below the kernel at RAM + 2 MiB")]
@@ -279,7 +283,8 @@ impl Machine {
             Arc::new(PlatformBus::new(ram.clone(), clock.clone(), windows, power.clone(), console));
         let mut vcpus = Vec::new();
         for (id, s) in signals.iter().enumerate() {
-            let mut cpu = Cpu::new(Hart::new(id as u64, ram.clone(), bus.clone(), s.clone()));
+            let hart = Hart::new(id as u64, ram.clone(), bus.clone(), s.clone());
+            let mut cpu = Cpu::with_accel(hart, &cfg.accel).map_err(MachineError::Accel)?;
             cpu.hart_mut().set_max_paging_mode(SATP_SV48);
             vcpus.push(SoftVcpu::new(cpu, sbi.clone(), power.clone()));
         }

@@ -25,7 +25,10 @@ pub mod snapshot;
 pub mod vcpu;
 
 pub use board::{Firmware, Machine, MachineConfig, MachineError, VirtioConfig};
-pub use keel_cpu::{HartSignals, HartState, HartStats, SbiExtension};
+pub use keel_cpu::{
+    Accel, HartSignals, HartState, HartStats, JitConfig, SbiExtension, DEFAULT_CACHE_MIB,
+    MIN_CACHE_MIB,
+};
 pub use metrics::DeviceCounters;
 pub use power::{GuestExit, PowerLatch};
 pub use sbi::ConsoleSink;

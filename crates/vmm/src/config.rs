@@ -24,6 +24,12 @@
 //! cid = 3
 //! uds = "v.sock"
 //!
+//! accel = "jit"                      # "jit" (translated code, the default) or "interp"
+//!
+//! [jit]                              # the translator (with accel = "jit")
+//! cache = 32                         # MiB of translated code per vCPU
+//! threshold = 32                     # runs of a block before it is translated
+//!
 //! [balloon]                          # virtio-balloon
 //! target = 0                         # MiB the balloon holds
 //! stats_interval = 1                 # seconds; 0 = no statistics
@@ -38,7 +44,7 @@ use thiserror::Error;
 use keel_devices::virtio::config::{
     BalloonConfig, BlockConfig, DiskFormat, NetConfig, RateLimitConfig, VsockConfig,
 };
-use keel_machine::{Firmware, MachineConfig, VirtioConfig};
+use keel_machine::{Accel, Firmware, JitConfig, MachineConfig, VirtioConfig};
 
 /// Keys of a VM file; every one is optional and unknown keys are errors.
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
@@ -59,7 +65,23 @@ pub struct VmFile {
     pub net: Vec<NetEntry>,
     pub vsock: Option<VsockEntry>,
     pub balloon: Option<BalloonEntry>,
+    /// How guest code runs: "jit" (translated to host code) or "interp" (interpreted).
+    pub accel: Option<String>,
+    pub jit: Option<JitEntry>,
 }
+
+/// The translator's settings.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JitEntry {
+    /// MiB of translated code each vCPU keeps before it starts over.
+    pub cache: Option<u64>,
+    /// Times a block runs in the interpreter before it is translated.
+    pub threshold: Option<u32>,
+}
+
+/// The largest translated-code cache per vCPU, in MiB (jumps within it are 32-bit relative).
+pub const MAX_JIT_CACHE_MIB: u64 = 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -206,6 +228,30 @@ impl VmFile {
         if self.vcpus == Some(0) {
             return Err(invalid("vcpus = 0: a VM needs at least one vCPU".into()));
         }
+        match self.accel.as_deref() {
+            None | Some("jit") => {}
+            Some("interp") if self.jit.is_some() => {
+                return Err(invalid(
+                    "[jit] settings need accel = \"jit\" (the interpreter translates nothing)"
+                        .into(),
+                ))
+            }
+            Some("interp") => {}
+            Some(other) => {
+                return Err(invalid(format!(
+                    "accel = {other:?}: keel runs guest code with \"jit\" (translated, the default) or \"interp\""
+                )))
+            }
+        }
+        if let Some(mib) = self.jit.as_ref().and_then(|j| j.cache) {
+            let min = keel_machine::MIN_CACHE_MIB as u64;
+            if !(min..=MAX_JIT_CACHE_MIB).contains(&mib) {
+                return Err(invalid(format!(
+                    "jit.cache = {mib}: the translated-code cache is {min} to {MAX_JIT_CACHE_MIB} MiB per vCPU (default {})",
+                    keel_machine::DEFAULT_CACHE_MIB
+                )));
+            }
+        }
         if let Some(n) = self.vcpus.filter(|&n| n > keel_machine::board::MAX_VCPUS) {
             return Err(invalid(format!(
                 "vcpus = {n}: keel runs at most {} vCPUs per VM",
@@ -233,6 +279,16 @@ impl VmFile {
             }),
             ..VmFile::default()
         };
+        match &config.accel {
+            Accel::Interp => vm.accel = Some("interp".into()),
+            Accel::Jit(jit) => {
+                vm.accel = Some("jit".into());
+                vm.jit = Some(JitEntry {
+                    cache: Some((jit.cache_bytes >> 20) as u64),
+                    threshold: Some(jit.threshold),
+                });
+            }
+        }
         for device in &config.virtio {
             match device {
                 VirtioConfig::Block(b) => vm.disk.push(DiskEntry {
@@ -274,7 +330,7 @@ impl VmFile {
         macro_rules! over {
             ($($f:ident),*) => {$( if other.$f.is_some() { self.$f = other.$f; } )*};
         }
-        over!(vcpus, memory, kernel, initrd, cmdline, firmware, rng, vsock, balloon);
+        over!(vcpus, memory, kernel, initrd, cmdline, firmware, rng, vsock, balloon, accel, jit);
         // Devices given on the command line come after the file's.
         self.disk.extend(other.disk);
         self.net.extend(other.net);
@@ -323,6 +379,23 @@ impl VmFile {
             }));
         }
         devices
+    }
+
+    /// How guest code runs (after `validate`: unknown engines were refused there).
+    pub fn accel(&self) -> Accel {
+        if self.accel.as_deref() == Some("interp") {
+            return Accel::Interp;
+        }
+        let mut jit = JitConfig::default();
+        if let Some(j) = &self.jit {
+            if let Some(mib) = j.cache {
+                jit.cache_bytes = (mib as usize) << 20;
+            }
+            if let Some(t) = j.threshold {
+                jit.threshold = t;
+            }
+        }
+        Accel::Jit(jit)
     }
 
     pub fn firmware(&self) -> Firmware {
@@ -409,6 +482,7 @@ mod tests {
             cmdline: vm.cmdline.clone().unwrap(),
             firmware: vm.firmware(),
             virtio: vm.virtio("identity"),
+            accel: vm.accel(),
         };
         let described = VmFile::describing(&config);
         let again = parse(&described.to_toml()).unwrap();

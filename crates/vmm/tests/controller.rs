@@ -116,6 +116,7 @@ fn config(name: &str, code: &[u32], vcpus: u32, firmware: Firmware) -> MachineCo
         cmdline: String::new(),
         firmware,
         virtio: vec![],
+        accel: keel_machine::Accel::default(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! of them is a flat array the interpreter walks.
 
 use crate::hart::Hart;
+use crate::insn::{Insn, Opcode};
 
 /// Executes one instruction and, unless it ends the block, goes on to the next op itself
 /// (threaded dispatch: each handler's own indirect jump predicts its likely successor).
@@ -45,11 +46,39 @@ pub(crate) struct Op {
     pub len: u8,
     /// Position in the block, for counting retired instructions on a trap.
     pub idx: u8,
+    /// What the instruction is (the handler is how it runs).
+    pub opcode: Opcode,
 }
 
 impl Op {
     pub fn new(handler: Handler) -> Op {
-        Op { handler, imm: 0, raw: 0, pc_off: 0, rd: 32, rs1: 0, rs2: 0, rs3: 0, len: 4, idx: 0 }
+        Op {
+            handler,
+            imm: 0,
+            raw: 0,
+            pc_off: 0,
+            rd: 32,
+            rs1: 0,
+            rs2: 0,
+            rs3: 0,
+            len: 4,
+            idx: 0,
+            opcode: Opcode::Illegal,
+        }
+    }
+
+    /// The instruction this op was lowered from.
+    pub fn insn(&self) -> Insn {
+        Insn {
+            op: self.opcode,
+            rd: self.rd & 31,
+            rs1: self.rs1,
+            rs2: self.rs2,
+            rs3: self.rs3,
+            imm: self.imm,
+            raw: self.raw,
+            len: self.len,
+        }
     }
 
     /// The virtual address of this instruction.

@@ -1,7 +1,7 @@
 //! RV64I and M: integer computation, jumps and branches (unprivileged spec ch. 2, 5, 7).
 
+use super::op::{next, Op};
 use crate::hart::Hart;
-use crate::op::{next, Op};
 
 /// Register-register operations.
 macro_rules! rr {
@@ -125,7 +125,12 @@ pub(crate) fn auipc(h: &mut Hart, op: &Op) -> bool {
     next(h, op)
 }
 
-pub(crate) fn nop(h: &mut Hart, op: &Op) -> bool {
+/// FENCE: program order already holds for one hart, and the host's atomics order AMOs; only
+/// a store before a later load can pass on the host (x86-TSO), so that order gets a fence.
+pub(crate) fn fence(h: &mut Hart, op: &Op) -> bool {
+    if crate::insn::fence_orders_store_load(op.raw) {
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    }
     next(h, op)
 }
 

@@ -2,10 +2,10 @@
 
 use std::sync::atomic::Ordering;
 
+use super::op::{next, stopped, Op};
 use crate::consts::cause;
 use crate::hart::Hart;
 use crate::mmu::{fast_load, fast_store, Access, Bits};
-use crate::op::{next, stopped, Op};
 
 /// Loads: the fast path inline, everything else in `load_slowly` (a tail call, so the fast
 /// path needs no stack frame).

@@ -4,10 +4,10 @@
 
 use keel_softfloat::{self as sf, RoundingMode, F32_CANONICAL_NAN};
 
+use super::op::{next, stopped, Op};
 use crate::consts::cause;
 use crate::hart::Hart;
 use crate::mmu::{load, store};
-use crate::op::{next, stopped, Op};
 
 impl Hart {
     /// A single-precision operand: only a properly NaN-boxed value is one (§14.2).

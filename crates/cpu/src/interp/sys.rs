@@ -1,9 +1,9 @@
 //! SYSTEM and MISC-MEM instructions: CSR access (Zicsr), ecall/ebreak, xRET, WFI, fences.
 //! Every one of them ends its block, so state they change is seen by the next block lookup.
 
+use super::op::{stopped, Op};
 use crate::consts::{cause, status};
 use crate::hart::{Hart, Privilege, Stop};
-use crate::op::{stopped, Op};
 
 pub(crate) fn illegal(h: &mut Hart, op: &Op) -> bool {
     h.raise(cause::ILLEGAL_INSN, op.raw as u64);
@@ -101,7 +101,7 @@ pub(crate) fn mret(h: &mut Hart, op: &Op) -> bool {
         return illegal(h, op);
     }
     h.mret();
-    h.budget = 0;
+    h.request_service();
     true
 }
 
@@ -111,7 +111,7 @@ pub(crate) fn sret(h: &mut Hart, op: &Op) -> bool {
         return illegal(h, op);
     }
     h.sret();
-    h.budget = 0;
+    h.request_service();
     true
 }
 
@@ -145,7 +145,7 @@ pub(crate) fn sfence_vma(h: &mut Hart, op: &Op) -> bool {
             h.fenced_pages.push(vaddr & !0xfff);
         }
     }
-    h.budget = 0;
+    h.request_service();
     h.pc = op.next_pc(h);
     true
 }
@@ -155,6 +155,6 @@ pub(crate) fn sfence_vma(h: &mut Hart, op: &Op) -> bool {
 /// before its next instruction.
 pub(crate) fn fence_i(h: &mut Hart, op: &Op) -> bool {
     h.pc = op.next_pc(h);
-    h.budget = 0;
+    h.request_service();
     true
 }

@@ -1,0 +1,362 @@
+//! Emits one block of x86-64 code with dynasm-rs.
+//!
+//! A block's code is: the service check, the instructions in order (integer ALU and
+//! M-extension inline in `alu.rs`, loads and stores with the TLB fast path inline in
+//! `mem.rs`, jumps and branches in `flow.rs`, everything else through the interpreter's
+//! handler), the way out if the block runs off its end, and then the cold stubs (slow paths,
+//! exits) that the hot code jumps to. Every instruction that can trap has a stub that exits
+//! with its page offset and position, so exceptions are precise without any unwinding.
+
+mod alu;
+mod flow;
+mod mem;
+
+use dynasmrt::{dynasm, x64::X64Relocation, DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler};
+
+use super::helpers;
+use super::regs::{self, MAPPED, RAX};
+use super::{stop_code, JitConfig, EXIT_LOOKUP};
+use crate::insn::{flag, Insn, Opcode};
+use crate::interp::op::Op;
+
+/// Offsets of the hart fields generated code uses.
+pub(crate) mod layout {
+    use std::mem::offset_of;
+
+    use crate::hart::Hart;
+    use crate::jit::JitCtx;
+
+    const fn off(o: usize) -> i32 {
+        assert!(o < i32::MAX as usize);
+        o as i32
+    }
+
+    pub const X: i32 = off(offset_of!(Hart, x));
+    pub const PC: i32 = off(offset_of!(Hart, pc));
+    pub const INSTRET: i32 = off(offset_of!(Hart, instret));
+    pub const DEADLINE: i32 = off(offset_of!(Hart, deadline));
+    pub const BLOCK_VPC: i32 = off(offset_of!(Hart, block_vpc));
+    const JIT: usize = offset_of!(Hart, jit);
+    pub const JIT_TLB: i32 = off(JIT + offset_of!(JitCtx, tlb));
+    pub const JIT_JUMP: i32 = off(JIT + offset_of!(JitCtx, jump));
+    pub const JIT_TAG: i32 = off(JIT + offset_of!(JitCtx, tag));
+    pub const JIT_PATCH: i32 = off(JIT + offset_of!(JitCtx, patch));
+    pub const JIT_PAGE_FLAGS: i32 = off(JIT + offset_of!(JitCtx, page_flags));
+    pub const JIT_RAM_HOST: i32 = off(JIT + offset_of!(JitCtx, ram_host));
+
+    /// Where guest register `x` lives in the hart.
+    pub const fn off_x(x: u8) -> i32 {
+        X + 8 * x as i32
+    }
+}
+
+use layout::*;
+
+pub(super) type Asm = VecAssembler<X64Relocation>;
+
+/// Cold code a block's hot path jumps to, emitted after the block.
+enum Stub {
+    /// The service deadline had passed at block entry: exit, to go on at the block's start.
+    Service { label: DynamicLabel, page_off: u16 },
+    /// A load or store missed the fast path.
+    Memory { label: DynamicLabel, resume: DynamicLabel, insn: Insn, page_off: u16, idx: u8 },
+    /// A same-page direct jump not chained yet: exit so the run loop can chain it.
+    Chain { label: DynamicLabel, target_off: u16, site: usize },
+    /// The instruction at `page_off` did not complete: exit with its position.
+    Stop { label: DynamicLabel, page_off: u16, idx: u8 },
+}
+
+/// The state of one block's translation.
+pub(super) struct Emitter<'a> {
+    a: Asm,
+    config: &'a JitConfig,
+    /// Executable address the code will have (jump sites are patched by address).
+    base: usize,
+    /// The trampoline's exit path.
+    exit: usize,
+    /// Instructions in the block: what `instret` grows by when it runs to its end.
+    insns: u32,
+    stubs: Vec<Stub>,
+}
+
+/// Translates a block: its ops (without the interpreter's trailing `continue_at`), the page
+/// offset it starts at, for code placed at `base`. Returns the code and the fallback ops it
+/// points into, or `None` if a displacement does not fit (never for a sane cache).
+pub(super) fn translate_block(
+    config: &JitConfig,
+    base: usize,
+    exit: usize,
+    ops: &[Op],
+    page_off: u16,
+) -> Option<(Vec<u8>, Box<[Op]>)> {
+    let insns: Vec<Insn> = ops.iter().map(Op::insn).collect();
+    // The interpreter ops inline code can't replace, in pairs (see `helpers::run_op`), with
+    // page offsets, as their handlers run with `block_vpc` holding the virtual page.
+    let mut fallback = Vec::new();
+    for (op, insn) in ops.iter().zip(&insns) {
+        if !translated_inline(insn) {
+            let mut op = *op;
+            op.pc_off += page_off;
+            fallback.push(op);
+            fallback.push(Op::new(helpers::end_of_op));
+        }
+    }
+    let fallback = fallback.into_boxed_slice();
+    let mut e = Emitter {
+        a: VecAssembler::new(base),
+        config,
+        base,
+        exit,
+        insns: insns.len() as u32,
+        stubs: Vec::new(),
+    };
+    e.service_check(page_off);
+    let mut next_fallback = 0;
+    let mut ended = false;
+    for (op, insn) in ops.iter().zip(&insns) {
+        let at = page_off + op.pc_off;
+        if translated_inline(insn) {
+            e.instruction(insn, at, op.idx);
+        } else {
+            e.fallback(insn, &fallback[next_fallback], at, op.idx);
+            next_fallback += 2;
+        }
+        ended = insn.ends_block();
+    }
+    if !ended {
+        let last = ops.last()?;
+        let end = page_off + last.pc_off + last.len as u16;
+        e.count_block();
+        e.goto_offset(end as i64);
+    }
+    e.emit_stubs();
+    let bytes = e.a.finalize().ok()?;
+    Some((bytes, fallback))
+}
+
+/// Instructions the emitter translates itself; the rest run through their interpreter
+/// handler.
+fn translated_inline(insn: &Insn) -> bool {
+    use Opcode::*;
+    insn.op.flags() & flag::FP == 0
+        && !matches!(
+            insn.op,
+            FenceI
+                | Ecall
+                | Ebreak
+                | Sret
+                | Mret
+                | Wfi
+                | SfenceVma
+                | Csrrw
+                | Csrrs
+                | Csrrc
+                | Csrrwi
+                | Csrrsi
+                | Csrrci
+                | Illegal
+        )
+        && !is_atomic(insn.op)
+}
+
+fn is_atomic(op: Opcode) -> bool {
+    (Opcode::LrW as u8..=Opcode::AmomaxuD as u8).contains(&(op as u8))
+}
+
+impl Emitter<'_> {
+    fn instruction(&mut self, insn: &Insn, page_off: u16, idx: u8) {
+        use Opcode::*;
+        match insn.op {
+            Lui | Auipc => self.upper(insn, page_off),
+            Jal | Jalr => self.jump(insn, page_off),
+            Beq | Bne | Blt | Bge | Bltu | Bgeu => self.branch(insn, page_off),
+            Lb | Lh | Lw | Ld | Lbu | Lhu | Lwu | Sb | Sh | Sw | Sd => {
+                self.memory(insn, page_off, idx)
+            }
+            Fence => self.fence(insn),
+            _ => self.alu(insn),
+        }
+    }
+
+    /// Exits to the run loop when the service deadline has come (`Hart::service_due`),
+    /// before anything runs.
+    fn service_check(&mut self, page_off: u16) {
+        let label = self.a.new_dynamic_label();
+        dynasm!(self.a
+            ; .arch x64
+            ; cmp r15, [rbx + DEADLINE]
+            ; jns =>label
+        );
+        self.stubs.push(Stub::Service { label, page_off });
+    }
+
+    /// The block ran to its end: count its instructions (flags untouched).
+    fn count_block(&mut self) {
+        let n = self.insns as i32;
+        dynasm!(self.a ; .arch x64 ; lea r15, [r15 + n]);
+    }
+
+    /// The host register holding guest register `x`: its own, or `scratch` loaded from the
+    /// hart (zeroed for x0).
+    fn src(&mut self, x: u8, scratch: u8) -> u8 {
+        if x == 0 {
+            dynasm!(self.a ; .arch x64 ; xor Rd(scratch), Rd(scratch));
+            return scratch;
+        }
+        match regs::host(x) {
+            Some(h) => h,
+            None => {
+                dynasm!(self.a ; .arch x64 ; mov Rq(scratch), [rbx + off_x(x)]);
+                scratch
+            }
+        }
+    }
+
+    /// Where to compute a value for guest register `x`: its host register, or rax (then
+    /// [`Emitter::commit`] stores it).
+    fn dst(&self, x: u8) -> u8 {
+        regs::host(x).unwrap_or(RAX)
+    }
+
+    /// Stores a value computed in `r` to guest register `x` if it lives in the hart.
+    fn commit(&mut self, x: u8, r: u8) {
+        if x != 0 && regs::host(x).is_none() {
+            dynasm!(self.a ; .arch x64 ; mov [rbx + off_x(x)], Rq(r));
+        }
+    }
+
+    /// `mov dst, src` unless they are the same register.
+    fn mov(&mut self, dst: u8, src: u8) {
+        if dst != src {
+            dynasm!(self.a ; .arch x64 ; mov Rq(dst), Rq(src));
+        }
+    }
+
+    /// Jumps to an address outside this block's code (in the same cache).
+    fn jmp_abs(&mut self, target: usize) {
+        let here = self.base + self.a.offset().0 + 5;
+        let rel = i32::try_from(target as i64 - here as i64).expect("code cache below 2 GiB");
+        dynasm!(self.a ; .arch x64 ; .bytes [0xe9] ; .i32 rel);
+    }
+
+    /// Calls a helper (anywhere in the address space).
+    fn call(&mut self, f: usize) {
+        dynasm!(self.a ; .arch x64 ; mov rax, QWORD f as i64 ; call rax);
+    }
+
+    /// Exits to the run loop with `code` (`hart.pc` and the rest already set).
+    fn exit_with(&mut self, code: u32) {
+        dynasm!(self.a ; .arch x64 ; mov eax, code as i32);
+        self.jmp_abs(self.exit);
+    }
+
+    /// Stores the guest registers a call clobbers into the hart (`all`: every mapped one,
+    /// for helpers that read or write guest registers).
+    fn spill(&mut self, all: bool) {
+        for &(g, h) in &MAPPED {
+            if all || regs::caller_saved(h) {
+                dynasm!(self.a ; .arch x64 ; mov [rbx + off_x(g)], Rq(h));
+            }
+        }
+    }
+
+    /// Reloads what [`Emitter::spill`] stored.
+    fn reload(&mut self, all: bool) {
+        for &(g, h) in &MAPPED {
+            if all || regs::caller_saved(h) {
+                dynasm!(self.a ; .arch x64 ; mov Rq(h), [rbx + off_x(g)]);
+            }
+        }
+    }
+
+    /// A label whose stub exits with "the instruction at `page_off` did not complete".
+    fn stop_label(&mut self, page_off: u16, idx: u8) -> DynamicLabel {
+        let label = self.a.new_dynamic_label();
+        self.stubs.push(Stub::Stop { label, page_off, idx });
+        label
+    }
+
+    /// An instruction run by its interpreter handler ([`helpers::run_op`]). The handler may
+    /// read and write any guest register and `instret`, so all of them go through the hart.
+    fn fallback(&mut self, insn: &Insn, op: &Op, page_off: u16, idx: u8) {
+        let stop = self.stop_label(page_off, idx);
+        self.spill(true);
+        dynasm!(self.a
+            ; .arch x64
+            ; mov [rbx + INSTRET], r15
+            ; mov rdi, rbx
+            ; mov rsi, QWORD op as *const Op as i64
+        );
+        self.call(helpers::run_op as *const () as usize);
+        self.reload(true);
+        dynasm!(self.a
+            ; .arch x64
+            ; mov r15, [rbx + INSTRET]
+            ; test eax, eax
+            ; jz =>stop
+        );
+        if insn.ends_block() {
+            // The handler set the next pc; the run loop must see what it changed.
+            self.count_block();
+            self.exit_with(EXIT_LOOKUP);
+        }
+    }
+
+    /// FENCE: x86 keeps every order RVWMO's FENCE asks for except a store before a later
+    /// load; a fence ordering those (predecessor W, successor R, not FENCE.TSO) needs
+    /// `mfence` (unprivileged spec §2.7, A.5).
+    fn fence(&mut self, insn: &Insn) {
+        if crate::insn::fence_orders_store_load(insn.raw) {
+            dynasm!(self.a ; .arch x64 ; mfence);
+        }
+    }
+
+    fn emit_stubs(&mut self) {
+        // Stubs may add stubs (a slow path's exit): emit until none is left.
+        while let Some(stub) = self.stubs.pop() {
+            match stub {
+                Stub::Service { label, page_off } => {
+                    dynasm!(self.a ; .arch x64 ; =>label);
+                    self.set_pc(page_off as i64);
+                    self.exit_with(EXIT_LOOKUP);
+                }
+                Stub::Memory { label, resume, insn, page_off, idx } => {
+                    dynasm!(self.a ; .arch x64 ; =>label);
+                    self.memory_slow_path(&insn, resume, page_off, idx);
+                }
+                Stub::Chain { label, target_off, site } => {
+                    dynasm!(self.a ; .arch x64 ; =>label);
+                    self.set_pc(target_off as i64);
+                    dynasm!(self.a
+                        ; .arch x64
+                        ; mov rax, QWORD site as i64
+                        ; mov [rbx + JIT_PATCH], rax
+                    );
+                    self.exit_with(super::EXIT_CHAIN);
+                }
+                Stub::Stop { label, page_off, idx } => {
+                    dynasm!(self.a ; .arch x64 ; =>label);
+                    self.exit_with(stop_code(page_off, idx));
+                }
+            }
+        }
+    }
+
+    /// `hart.pc` = the running page + `offset` (uses rax).
+    fn set_pc(&mut self, offset: i64) {
+        dynasm!(self.a ; .arch x64 ; mov rax, [rbx + BLOCK_VPC]);
+        self.add_imm(RAX, offset);
+        dynasm!(self.a ; .arch x64 ; mov [rbx + PC], rax);
+    }
+
+    /// `r += imm` for any 64-bit `imm` (uses rcx when it does not fit 32 bits).
+    fn add_imm(&mut self, r: u8, imm: i64) {
+        if let Ok(imm) = i32::try_from(imm) {
+            if imm != 0 {
+                dynasm!(self.a ; .arch x64 ; add Rq(r), imm);
+            }
+        } else {
+            dynasm!(self.a ; .arch x64 ; mov rcx, QWORD imm ; add Rq(r), rcx);
+        }
+    }
+}
