@@ -21,7 +21,7 @@ use keel_api::{
     SnapshotLoadParams, SnapshotType, VmApi,
 };
 use keel_devices::virtio::balloon::stat;
-use keel_machine::{Firmware, MachineConfig, VirtioConfig};
+use keel_machine::{Accel, Firmware, MachineConfig, VirtioConfig};
 use keel_vmm::control::{ControlError, VmController, VmState};
 use keel_vmm::migration::{self, send, MigrationError, Token};
 use keel_vmm::snapshot::{SnapshotError, SnapshotKind, Snapshots};
@@ -608,5 +608,26 @@ fn config_json(config: &MachineConfig) -> serde_json::Value {
         "vsock": vsock,
         "balloon": balloon,
         "rng": rng,
+        "accel": accel_name(&config.accel),
+        "jit": jit_json(&config.accel),
     })
+}
+
+/// The engine's name, as `accel` in a VM file.
+pub(crate) fn accel_name(accel: &Accel) -> &'static str {
+    match accel {
+        Accel::Interp => "interp",
+        Accel::Jit(_) => "jit",
+    }
+}
+
+/// The translator's settings, as the `[jit]` table of a VM file (null for the interpreter).
+pub(crate) fn jit_json(accel: &Accel) -> serde_json::Value {
+    match accel {
+        Accel::Interp => serde_json::Value::Null,
+        Accel::Jit(jit) => serde_json::json!({
+            "cache_mib": jit.cache_bytes >> 20,
+            "threshold": jit.threshold,
+        }),
+    }
 }

@@ -50,6 +50,10 @@ pub struct VcpuMetrics {
     pub blocks_decoded: u64,
     pub page_walks: u64,
     pub code_pages_invalidated: u64,
+    /// Translator work: blocks of guest code translated to host code (0 on the
+    /// interpreter).
+    #[serde(default)]
+    pub blocks_translated: u64,
 }
 
 /// Exits by cause.
@@ -98,6 +102,7 @@ impl VcpuMetrics {
             blocks_decoded: s.blocks_decoded,
             page_walks: s.page_walks,
             code_pages_invalidated: s.code_pages_invalidated,
+            blocks_translated: s.blocks_translated,
         }
     }
 }
@@ -168,6 +173,7 @@ mod tests {
             mmio_accesses: 11,
             wfi: 2,
             tlb_flushes: 4,
+            blocks_translated: 9,
             ..HartStats::default()
         };
         s.sbi_by_extension[SbiExtension::Time as usize] = 2;
@@ -181,6 +187,7 @@ mod tests {
         assert_eq!(m.sbi_calls["hsm"], 1);
         assert_eq!(m.sbi_calls.values().sum::<u64>(), m.exits.sbi);
         assert_eq!(m.tlb_flushes, 4);
+        assert_eq!(m.blocks_translated, 9);
     }
 
     /// The JSON has the contract's shape: vcpus[].{id, instructions, exits{...},

@@ -252,6 +252,7 @@ impl VmApi for MockVm {
             "initrd": "/vm/initrd.img", "cmdline": "console=ttyS0", "firmware": "sbi",
             "disks": [{"path": "/vm/disk.img", "read_only": false, "format": "raw"}],
             "nets": [], "vsock": null, "balloon": balloon, "rng": true,
+            "accel": "jit", "jit": {"cache_mib": 32, "threshold": 32},
         }))
     }
 

@@ -193,7 +193,7 @@ pub fn import(store: &Store, file: &Path, name: &str) -> Result<(), ManageError>
         let vm = VmFile::load(&root.join("vm.toml"))?;
         let with_snapshot = manifest.lines().any(|l| l == "snapshot=yes");
         if with_snapshot {
-            fill_from_snapshot(&vm_dir, &root.join("snapshot"), &Identity::Same, Some(&vm))?;
+            fill_from_snapshot(&vm_dir, &root.join("snapshot"), &Identity::Same, Some(&vm), None)?;
         } else {
             let text =
                 format!("# Made by keel: imported from {}.\n{}", file.display(), vm.to_toml());

@@ -107,6 +107,10 @@ pub enum ManageCommand {
         /// Leave it paused (`keel resume NAME` lets it run).
         #[arg(long)]
         paused: bool,
+        /// Run it on this engine ("jit" or "interp") instead of the snapshot's; the saved
+        /// state is the same for both.
+        #[arg(long, value_name = "jit|interp")]
+        accel: Option<String>,
     },
     /// Start many VMs from one snapshot, each with its own disk overlays, MACs and vsock CID.
     ///
@@ -124,6 +128,9 @@ pub enum ManageCommand {
         /// Leave them paused.
         #[arg(long)]
         paused: bool,
+        /// Run them on this engine ("jit" or "interp") instead of the snapshot's.
+        #[arg(long, value_name = "jit|interp")]
+        accel: Option<String>,
     },
     /// Pack a VM into one file (a virtual appliance): its VM file, kernel, initrd and disks,
     /// and optionally a snapshot of it.
@@ -209,11 +216,11 @@ pub fn run(command: ManageCommand) -> anyhow::Result<ExitCode> {
         ManageCommand::Snapshot { name, dir, diff, leave_paused } => {
             snapshot::snapshot(&store, &name, &dir, diff, leave_paused)?
         }
-        ManageCommand::Restore { dir, name, paused } => {
-            snapshot::restore(&store, &dir, name.as_deref(), paused)?
+        ManageCommand::Restore { dir, name, paused, accel } => {
+            snapshot::restore(&store, &dir, name.as_deref(), paused, accel.as_deref())?
         }
-        ManageCommand::Clone { dir, names, tap, paused } => {
-            snapshot::clone(&store, &dir, &names, tap.as_deref(), paused)?
+        ManageCommand::Clone { dir, names, tap, paused, accel } => {
+            snapshot::clone(&store, &dir, &names, tap.as_deref(), paused, accel.as_deref())?
         }
         ManageCommand::Export { name, file, snapshot } => {
             appliance::export(&store, &name, &file, snapshot.as_deref())?

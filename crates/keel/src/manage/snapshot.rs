@@ -59,36 +59,42 @@ pub fn snapshot(
     Ok(())
 }
 
-/// `keel restore DIR [NAME] [--paused]`: a new VM in the store, made from the snapshot's VM
-/// file, that goes on from the snapshot as the same machine (same MACs, same vsock CID).
+/// `keel restore DIR [NAME] [--paused] [--accel ENGINE]`: a new VM in the store, made from
+/// the snapshot's VM file, that goes on from the snapshot as the same machine (same MACs,
+/// same vsock CID), on the snapshot's engine or on `accel`.
 pub fn restore(
     store: &Store,
     dir: &Path,
     name: Option<&str>,
     paused: bool,
+    accel: Option<&str>,
 ) -> Result<(), ManageError> {
+    check_accel(accel)?;
     let dir = absolute(dir)?;
     let name = match name {
         Some(n) => n.to_string(),
         None => default_name(&dir)?,
     };
-    vm_from_snapshot(store, &dir, &name, &Identity::Same)?;
+    vm_from_snapshot(store, &dir, &name, &Identity::Same, accel)?;
     start_restored(store, &dir, &name, paused)?;
     let how = if paused { "paused" } else { "running" };
     println!("{name}: restored from {} ({how})", dir.display());
     Ok(())
 }
 
-/// `keel clone SNAPSHOT NAME... [--tap TEMPLATE] [--paused]`: many VMs from one snapshot,
-/// each with its own disk overlays, MAC addresses, vsock CID and socket. Their memory is the
-/// snapshot's, mapped copy-on-write: the clones share every page none of them wrote.
+/// `keel clone SNAPSHOT NAME... [--tap TEMPLATE] [--paused] [--accel ENGINE]`: many VMs
+/// from one snapshot, each with its own disk overlays, MAC addresses, vsock CID and socket.
+/// Their memory is the snapshot's, mapped copy-on-write: the clones share every page none of
+/// them wrote. They run on the snapshot's engine, or on `accel`.
 pub fn clone(
     store: &Store,
     dir: &Path,
     names: &[String],
     tap: Option<&str>,
     paused: bool,
+    accel: Option<&str>,
 ) -> Result<(), ManageError> {
+    check_accel(accel)?;
     let dir = absolute(dir)?;
     // Check every name before making any clone.
     for name in names {
@@ -99,7 +105,7 @@ pub fn clone(
     }
     for (cid, (index, name)) in (next_free_cid(store)..).zip(names.iter().enumerate()) {
         let identity = Identity::Clone { index, tap, cid };
-        let made = vm_from_snapshot(store, &dir, name, &identity)?;
+        let made = vm_from_snapshot(store, &dir, name, &identity, accel)?;
         start_restored(store, &dir, name, paused)?;
         println!("{name}: cloned from {}{made}", dir.display());
     }
@@ -122,13 +128,14 @@ fn vm_from_snapshot(
     dir: &Path,
     name: &str,
     identity: &Identity<'_>,
+    accel: Option<&str>,
 ) -> Result<String, ManageError> {
     validate_name(name)?;
     if store.vm(name).is_ok() {
         return Err(StoreError::Exists(name.to_string()).into());
     }
     let vm_dir = store.create(name)?;
-    let made = fill_from_snapshot(&vm_dir, dir, identity, None);
+    let made = fill_from_snapshot(&vm_dir, dir, identity, None, accel);
     if made.is_err() {
         let _ = vm_dir.remove();
     }
@@ -137,13 +144,15 @@ fn vm_from_snapshot(
 
 /// Writes the VM file of `vm_dir` from the snapshot in `dir`: the snapshot's, with a qcow2
 /// overlay in the VM's directory over each disk the snapshot holds (the snapshot itself is
-/// never written), for a clone new MACs, TAPs and vsock CID, and with `boot` the kernel,
-/// initrd and firmware that file names. Returns what a clone got, for the report.
+/// never written), for a clone new MACs, TAPs and vsock CID, with `boot` the kernel,
+/// initrd and firmware that file names, and with `accel` that engine instead of the
+/// snapshot's. Returns what a clone got, for the report.
 pub(super) fn fill_from_snapshot(
     vm_dir: &VmDir,
     dir: &Path,
     identity: &Identity<'_>,
     boot: Option<&VmFile>,
+    accel: Option<&str>,
 ) -> Result<String, ManageError> {
     let name = vm_dir.name.as_str();
     let bad = |e: &dyn std::fmt::Display| ManageError::BadPath(e.to_string());
@@ -154,6 +163,14 @@ pub(super) fn fill_from_snapshot(
         vm.kernel.clone_from(&boot.kernel);
         vm.initrd.clone_from(&boot.initrd);
         vm.firmware.clone_from(&boot.firmware);
+    }
+    if let Some(accel) = accel {
+        // The machine state in a snapshot is the same for either engine: translated code is
+        // not part of it, a restored translator starts with an empty cache.
+        vm.accel = Some(accel.to_string());
+        if accel == "interp" {
+            vm.jit = None;
+        }
     }
     for (i, disk) in vm.disk.iter_mut().enumerate() {
         if disk.path.is_absolute() {
@@ -224,6 +241,15 @@ fn next_free_cid(store: &Store) -> u64 {
         .into_iter()
         .filter_map(|vm| VmFile::load(&vm.vm_file()).ok()?.vsock.map(|v| v.cid));
     used.max().map_or(3, |c| c + 1).max(3)
+}
+
+/// Checks an engine given with `--accel` before anything is made.
+fn check_accel(accel: Option<&str>) -> Result<(), ManageError> {
+    if let Some(accel) = accel {
+        let vm = VmFile { accel: Some(accel.to_string()), ..VmFile::default() };
+        vm.validate("--accel")?;
+    }
+    Ok(())
 }
 
 fn absolute(dir: &Path) -> Result<PathBuf, ManageError> {

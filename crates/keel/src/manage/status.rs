@@ -11,7 +11,8 @@ use serde_json::{json, Map, Value};
 
 use super::client::Client;
 use super::store::{Process, Store, StoreError, VmDir};
-use crate::run::{DEFAULT_CMDLINE, DEFAULT_MEMORY_MIB};
+use crate::run::{ACCEL_ENV, DEFAULT_CMDLINE, DEFAULT_MEMORY_MIB};
+use crate::vmm::{accel_name, jit_json};
 
 /// The file `keel receive` leaves in a VM's directory until the received guest runs.
 pub const INCOMING_MARKER: &str = "incoming";
@@ -217,9 +218,18 @@ pub fn info(vm: &VmDir, as_json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The VM file in `GET /vm/config`'s shape, for a VM whose VMM isn't there to ask.
+/// The VM file in `GET /vm/config`'s shape, for a VM whose VMM isn't there to ask. Its
+/// engine is the file's, or when it names none, the one `keel start` would pick now
+/// ($KEEL_ACCEL, else the translator).
 fn config_from_file(path: &Path) -> anyhow::Result<Value> {
-    let vm = VmFile::load(path)?;
+    let mut vm = VmFile::load(path)?;
+    if vm.accel.is_none() {
+        let from_env = VmFile { accel: std::env::var(ACCEL_ENV).ok(), ..VmFile::default() };
+        if from_env.validate("").is_ok() {
+            vm.accel = from_env.accel;
+        }
+    }
+    let accel = vm.accel();
     let firmware = match vm.firmware() {
         Firmware::Sbi => json!("sbi"),
         Firmware::None => json!("none"),
@@ -248,6 +258,8 @@ fn config_from_file(path: &Path) -> anyhow::Result<Value> {
             "free_page_reporting": b.free_page_reporting,
         })),
         "rng": vm.rng.unwrap_or(false),
+        "accel": accel_name(&accel),
+        "jit": jit_json(&accel),
     }))
 }
 

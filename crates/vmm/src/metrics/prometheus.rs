@@ -39,7 +39,7 @@ pub fn to_prometheus(m: &Metrics) -> String {
     );
 
     type Field = fn(&super::VcpuMetrics) -> Value;
-    let per_vcpu: [(&str, &str, Field); 8] = [
+    let per_vcpu: [(&str, &str, Field); 9] = [
         ("keel_vcpu_instructions_total", "Instructions the vCPU retired.", |c| {
             Value::Int(c.instructions)
         }),
@@ -65,6 +65,11 @@ pub fn to_prometheus(m: &Metrics) -> String {
             "keel_vcpu_code_pages_invalidated_total",
             "Pages of decoded code dropped because the guest overwrote them.",
             |c| Value::Int(c.code_pages_invalidated),
+        ),
+        (
+            "keel_vcpu_blocks_translated_total",
+            "Blocks of guest code the translator made host code for (0 on the interpreter).",
+            |c| Value::Int(c.blocks_translated),
         ),
     ];
     for (name, help, field) in per_vcpu {
@@ -232,6 +237,7 @@ pub(super) mod tests {
             blocks_decoded: 1234,
             page_walks: 4321,
             code_pages_invalidated: 6,
+            blocks_translated: 77,
         };
         let counters = |pairs: &[(&str, u64)]| -> BTreeMap<String, u64> {
             pairs.iter().map(|&(k, v)| (k.to_string(), v)).collect()
@@ -361,6 +367,7 @@ pub(super) mod tests {
             assert_eq!(find(&s, "keel_vcpu_interrupts_taken_total", &v), 40.0);
             assert_eq!(find(&s, "keel_vcpu_sleep_seconds_total", &v), 1.5);
             assert_eq!(find(&s, "keel_vcpu_page_walks_total", &v), 4321.0);
+            assert_eq!(find(&s, "keel_vcpu_blocks_translated_total", &v), 77.0);
             let exit =
                 |cause| find(&s, "keel_vcpu_exits_total", &[("vcpu", &id), ("cause", cause)]);
             assert_eq!(exit("sbi"), 3.0);
@@ -381,7 +388,7 @@ pub(super) mod tests {
         assert_eq!(dev("keel_device_rx_bytes_total", "net0"), 99.0);
         assert_eq!(dev("keel_device_interrupts_total", "net0"), 5.0);
         // Every number in the struct is there, and nothing else.
-        let expected = 3 + m.vcpus.len() * (8 + 5 + 2) + 6;
+        let expected = 3 + m.vcpus.len() * (9 + 5 + 2) + 6;
         assert_eq!(s.len(), expected, "{text}");
     }
 
