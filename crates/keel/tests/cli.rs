@@ -8,8 +8,13 @@ use std::time::Duration;
 use common::*;
 
 fn keel_err(args: &[&str]) -> (Option<i32>, String) {
+    keel_err_with(args, &[])
+}
+
+/// `keel ARGS` with `env` added to its environment.
+fn keel_err_with(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
     let mut cmd = keel();
-    cmd.args(args);
+    cmd.args(args).envs(env.iter().copied());
     let out = run_with_deadline(&mut cmd, Duration::from_secs(60));
     let err = stderr(&out);
     assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "keel panicked: {err}");
@@ -110,4 +115,52 @@ fn a_bare_metal_program_reports_through_htif() {
     cmd.args(["run", "--firmware", "none", "--kernel", elf.to_str().unwrap()]);
     let out = run_with_deadline(&mut cmd, Duration::from_secs(60));
     assert_eq!(out.status.code(), Some(7));
+}
+
+/// The error names the engine asked for and the ones keel has.
+fn assert_names_engines(err: &str, asked: &str) {
+    assert!(err.contains(asked), "{err}");
+    assert!(err.contains("\"jit\"") && err.contains("\"interp\""), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn an_unknown_engine_is_refused_naming_the_engines() {
+    let (code, err) = keel_err(&["run", "--accel", "fast"]);
+    assert_eq!(code, Some(1));
+    assert_names_engines(&err, "\"fast\"");
+
+    let (code, err) = keel_err_with(&["run", "--kernel", "/dev/null"], &[("KEEL_ACCEL", "turbo")]);
+    assert_eq!(code, Some(1));
+    assert_names_engines(&err, "\"turbo\"");
+    assert!(err.contains("$KEEL_ACCEL"), "{err}");
+    // The flag wins over the environment: this fails on the kernel, not on the engine.
+    let (code, err) = keel_err_with(
+        &["run", "--accel", "interp", "--kernel", "/nonexistent/vmlinux", "--initrd", "/dev/null"],
+        &[("KEEL_ACCEL", "turbo")],
+    );
+    assert_eq!(code, Some(1));
+    assert!(err.contains("/nonexistent/vmlinux") && !err.contains("turbo"), "{err}");
+
+    let path = scratch("accel.toml");
+    std::fs::write(&path, "accel = \"fast\"\n").unwrap();
+    let (code, err) = keel_err(&["run", path.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert_names_engines(&err, "\"fast\"");
+    assert!(err.contains("accel.toml"), "{err}");
+
+    // keel restore and keel clone check the engine before they look at the snapshot or make
+    // a VM.
+    let state = scratch("accel-state");
+    let env = [("KEEL_STATE_DIR", state.to_str().unwrap())];
+    for args in [
+        &["restore", "/nonexistent/snap", "v", "--accel", "fast"][..],
+        &["clone", "/nonexistent/snap", "v1", "v2", "--accel", "fast"],
+    ] {
+        let (code, err) = keel_err_with(args, &env);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert_names_engines(&err, "\"fast\"");
+        assert!(err.contains("--accel"), "{err}");
+    }
+    assert!(!state.join("vms/v").exists() && !state.join("vms/v1").exists(), "no VM is made");
 }

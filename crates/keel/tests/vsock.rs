@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -33,49 +33,7 @@ fn work_dir(name: &str) -> PathBuf {
 /// The default initramfs plus /bin/vsock-echo, built once per test run.
 fn initrd() -> &'static Path {
     static INITRD: OnceLock<PathBuf> = OnceLock::new();
-    INITRD.get_or_init(|| {
-        let dir = work_dir("tool");
-        let tool = dir.join("vsock-echo");
-        let status = Command::new("riscv64-linux-gnu-gcc")
-            .args(["-static", "-O2", "-Wall", "-o"])
-            .arg(&tool)
-            .arg(tests_dir().join("guest-tools/vsock-echo.c"))
-            .status()
-            .expect(
-                "riscv64-linux-gnu-gcc (install gcc-riscv64-linux-gnu; the README's test command does)",
-            );
-        assert!(
-            status.success(),
-            "compiling vsock-echo.c failed (it needs libc6-dev-riscv64-cross; scripts/test.sh installs it)"
-        );
-        let mut bytes = std::fs::read(&image().1).expect("the default initrd");
-        // The next archive must start 4-byte aligned; the kernel skips zero padding.
-        bytes.resize(bytes.len().next_multiple_of(4), 0);
-        append_newc(&mut bytes, "bin/vsock-echo", 0o100755, &std::fs::read(&tool).unwrap());
-        append_newc(&mut bytes, "TRAILER!!!", 0, &[]);
-        let path = dir.join("initrd.img");
-        std::fs::write(&path, bytes).unwrap();
-        path
-    })
-}
-
-/// One entry of a newc ("070701") cpio archive: a 110-byte ASCII header, the name with its
-/// NUL padded to 4 bytes, the data padded to 4 bytes (Linux's buffer-format.rst).
-fn append_newc(out: &mut Vec<u8>, name: &str, mode: u32, data: &[u8]) {
-    static INO: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0x7000);
-    let ino = INO.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let nlink = if mode == 0 { 0 } else { 1 };
-    let fields =
-        [ino, mode, 0, 0, nlink, 0, data.len() as u32, 0, 0, 0, 0, name.len() as u32 + 1, 0];
-    out.extend_from_slice(b"070701");
-    for f in fields {
-        out.extend_from_slice(format!("{f:08x}").as_bytes());
-    }
-    out.extend_from_slice(name.as_bytes());
-    out.push(0);
-    out.resize(out.len().next_multiple_of(4), 0);
-    out.extend_from_slice(data);
-    out.resize(out.len().next_multiple_of(4), 0);
+    INITRD.get_or_init(|| initrd_with_tools(&work_dir("tool"), &["vsock-echo"]))
 }
 
 /// The test pattern vsock-echo writes (`pattern N`): xorshift64, little-endian words.

@@ -91,3 +91,53 @@ pub fn stderr(o: &Output) -> String {
 pub fn tests_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests")
 }
+
+/// The default initramfs plus the given guest programs as /bin/NAME: each is
+/// tests/guest-tools/NAME.c, compiled with Debian's RISC-V cross compiler (static, so it
+/// needs no libraries in the guest). The programs go in a second newc archive appended to
+/// the image's (Linux unpacks concatenated archives in order). Written to `dir/initrd.img`.
+pub fn initrd_with_tools(dir: &Path, tools: &[&str]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut bytes = std::fs::read(&image().1).expect("the default initrd");
+    // The next archive must start 4-byte aligned; the kernel skips zero padding.
+    bytes.resize(bytes.len().next_multiple_of(4), 0);
+    for tool in tools {
+        let out = dir.join(tool);
+        let status = std::process::Command::new("riscv64-linux-gnu-gcc")
+            .args(["-static", "-O2", "-Wall", "-pthread", "-o"])
+            .arg(&out)
+            .arg(tests_dir().join(format!("guest-tools/{tool}.c")))
+            .status()
+            .expect(
+                "riscv64-linux-gnu-gcc (install gcc-riscv64-linux-gnu; the README's test command does)",
+            );
+        assert!(
+            status.success(),
+            "compiling {tool}.c failed (it needs libc6-dev-riscv64-cross; scripts/test.sh installs it)"
+        );
+        append_newc(&mut bytes, &format!("bin/{tool}"), 0o100755, &std::fs::read(&out).unwrap());
+    }
+    append_newc(&mut bytes, "TRAILER!!!", 0, &[]);
+    let path = dir.join("initrd.img");
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// One entry of a newc ("070701") cpio archive: a 110-byte ASCII header, the name with its
+/// NUL padded to 4 bytes, the data padded to 4 bytes (Linux's buffer-format.rst).
+pub fn append_newc(out: &mut Vec<u8>, name: &str, mode: u32, data: &[u8]) {
+    static INO: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0x7000);
+    let ino = INO.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nlink = if mode == 0 { 0 } else { 1 };
+    let fields =
+        [ino, mode, 0, 0, nlink, 0, data.len() as u32, 0, 0, 0, 0, name.len() as u32 + 1, 0];
+    out.extend_from_slice(b"070701");
+    for f in fields {
+        out.extend_from_slice(format!("{f:08x}").as_bytes());
+    }
+    out.extend_from_slice(name.as_bytes());
+    out.push(0);
+    out.resize(out.len().next_multiple_of(4), 0);
+    out.extend_from_slice(data);
+    out.resize(out.len().next_multiple_of(4), 0);
+}
