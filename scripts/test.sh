@@ -31,4 +31,9 @@ fi
 
 cargo run --release -q -p keel -- image pull
 cargo test --workspace --release "$@"
+# Everything above ran guest code on the default engine, the translator (the ISA programs and
+# tests/jit.rs run both engines by name). Boot, SMP and snapshot tests again on the
+# interpreter: their VMs name no engine, so $KEEL_ACCEL picks it (`keel run` and the managed
+# VMs' `keel vmm` both read it; snapshots record it, so restores stay on it).
+KEEL_ACCEL=interp cargo test --release -p keel --test guest --test smp --test snapshot "$@"
 scripts/fuzz-api.sh
