@@ -222,7 +222,8 @@ impl Cpu {
             return Engine::Interp;
         }
         let ops = &block.ops[..block.insns as usize];
-        match jit.translate(&mut self.hart, ops, block.page_off) {
+        debug_assert_eq!(vpc & 0xfff, block.page_off as u64);
+        match jit.translate(&mut self.hart, ops, vpc) {
             Ok(native) => {
                 let entry = native.entry;
                 block.native = Some(native);

@@ -355,11 +355,36 @@ fn register_value(rng: &mut Rng) -> u64 {
 const CSRS: [u32; 12] =
     [0x001, 0x002, 0x003, 0x340, 0x140, 0x300, 0xb00, 0xb02, 0xc00, 0xc01, 0xc02, 0x305];
 
+/// A floating-point register value: for the FP-heavy streams mostly ordinary doubles and
+/// NaN-boxed singles (the cases the translator runs inline), sometimes zeros, subnormals,
+/// infinities, NaNs and unboxed singles.
+fn fp_value(rng: &mut Rng) -> u64 {
+    let sign = rng.below(2);
+    match rng.below(16) {
+        0 => sign << 63,
+        1 => (sign << 63) | (rng.next() >> 12), // subnormal double
+        2 => (sign << 63) | (0x7ff << 52) | (rng.below(2) << 51), // inf or qNaN
+        3 => 0xffff_ffff_0000_0000 | (rng.next() & 0x807f_ffff), // subnormal or zero single
+        4 => rng.next(),                        // anything (unboxed)
+        5..=9 => {
+            let exp = 127 - 20 + rng.below(40);
+            0xffff_ffff_0000_0000 | (sign << 31) | (exp << 23) | (rng.next() & 0x7f_ffff)
+        }
+        _ => (sign << 63) | ((1023 - 60 + rng.below(120)) << 52) | (rng.next() >> 12),
+    }
+}
+
 /// A random valid instruction: a table encoding with random operand fields, biased towards
 /// small immediates so that branches stay near and memory offsets stay in the scratch page.
-fn instruction(rng: &mut Rng, table: &[(Opcode, u32, u32)]) -> u32 {
+/// With `fp_heavy`, mostly F/D instructions with the rounding modes code really uses.
+fn instruction(rng: &mut Rng, table: &[(Opcode, u32, u32)], fp_heavy: bool) -> u32 {
+    let fp_ops: Vec<_> = table.iter().filter(|e| is_fp(e.0)).copied().collect();
     loop {
-        let (op, mask, bits) = table[rng.below(table.len() as u64) as usize];
+        let (op, mask, bits) = if fp_heavy && rng.below(3) != 0 {
+            fp_ops[rng.below(fp_ops.len() as u64) as usize]
+        } else {
+            table[rng.below(table.len() as u64) as usize]
+        };
         // WFI would wait for an interrupt that never comes, and MRET/SRET jump to wherever
         // mepc/sepc point: no WFI, and few of the others.
         if op == Opcode::Wfi || (matches!(op, Opcode::Mret | Opcode::Sret) && rng.below(8) != 0) {
@@ -375,13 +400,22 @@ fn instruction(rng: &mut Rng, table: &[(Opcode, u32, u32)]) -> u32 {
             // Mostly CSRs that exist.
             raw = (raw & 0x000f_ffff) | CSRS[rng.below(CSRS.len() as u64) as usize] << 20;
         }
+        if fp_heavy && is_fp(op) && mask & 0x7000 == 0 && rng.below(4) != 0 {
+            // Mostly RNE or DYN.
+            raw = (raw & !0x7000) | [0, 7][rng.below(2) as usize] << 12;
+        }
         if keel_cpu::decode(raw, 4).op == op {
             return raw;
         }
     }
 }
 
-fn random_program(rng: &mut Rng) -> Vec<u8> {
+fn is_fp(op: Opcode) -> bool {
+    let name = op.name();
+    name.starts_with('f') && !name.starts_with("fence")
+}
+
+fn random_program(rng: &mut Rng, fp_heavy: bool) -> Vec<u8> {
     let table: Vec<_> = keel_cpu::encodings().collect();
     let mut code = Vec::new();
     while code.len() < STREAM_LEN * 4 {
@@ -392,7 +426,7 @@ fn random_program(rng: &mut Rng) -> Vec<u8> {
                 code.extend_from_slice(&half.to_le_bytes());
             }
         } else {
-            code.extend_from_slice(&instruction(rng, &table).to_le_bytes());
+            code.extend_from_slice(&instruction(rng, &table, fp_heavy).to_le_bytes());
         }
     }
     code
@@ -401,14 +435,18 @@ fn random_program(rng: &mut Rng) -> Vec<u8> {
 /// One random case: the stream at CODE over random registers. A trap lands at TRAP, where
 /// the harness skips the trapping instruction on both harts alike (as a handler would) and
 /// goes on, until the step budget is spent or a trap comes from outside the stream.
-fn random_case(seed: u64, accel: &Accel, chained: bool) -> Result<(), String> {
+fn random_case(seed: u64, accel: &Accel, chained: bool, fp_heavy: bool) -> Result<(), String> {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    let code = random_program(&mut rng);
+    let code = random_program(&mut rng, fp_heavy);
     let mut scratch = vec![0u8; 0x9000];
     scratch.iter_mut().for_each(|b| *b = rng.next() as u8);
     let x: Vec<u64> = (0..32).map(|_| register_value(&mut rng)).collect();
-    let f: Vec<u64> = (0..32).map(|_| register_value(&mut rng)).collect();
-    let frm = rng.below(5);
+    let f: Vec<u64> = (0..32)
+        .map(|_| if fp_heavy { fp_value(&mut rng) } else { register_value(&mut rng) })
+        .collect();
+    let frm = if fp_heavy && rng.below(4) != 0 { 0 } else { rng.below(5) };
+    // NX already set is what lets the translator's inline arithmetic run.
+    let fflags = if fp_heavy && rng.below(4) != 0 { 1 } else { rng.below(32) };
     let setup = |m: &mut Machine| {
         m.ram.write_slice(SCRATCH, &scratch).unwrap();
         let hart = m.cpu.hart_mut();
@@ -420,6 +458,7 @@ fn random_case(seed: u64, accel: &Accel, chained: bool) -> Result<(), String> {
         state.f.copy_from_slice(&f);
         state.csr.mtvec = TRAP;
         state.csr.frm = frm as u8;
+        state.csr.fflags = fflags as u8;
         state.csr.mstatus |= 3 << 13; // FS = Dirty: FP instructions run
         m.cpu.restore_state(&state).unwrap();
     };
@@ -448,7 +487,17 @@ fn random_case(seed: u64, accel: &Accel, chained: bool) -> Result<(), String> {
 }
 
 fn run_random(accel: &Accel, chained: bool, cases: u64) -> Vec<String> {
-    (0..cases).filter_map(|seed| random_case(seed, accel, chained).err()).collect()
+    (0..cases).filter_map(|seed| random_case(seed, accel, chained, false).err()).collect()
+}
+
+/// Streams mostly of F/D instructions over ordinary values, with NX set and round to
+/// nearest: where the translator's inline floating point runs.
+#[test]
+fn random_floating_point_streams() {
+    let failures: Vec<String> = (0..3000)
+        .filter_map(|seed| random_case(seed, &jit(false, false), false, true).err())
+        .collect();
+    assert!(failures.is_empty(), "{} cases failed; the first:\n{}", failures.len(), failures[0]);
 }
 
 #[test]

@@ -111,12 +111,12 @@ pub fn bench(cmd: BenchCommand) -> Result<ExitCode> {
     let initrd = image.initrd.to_string_lossy().into_owned();
     let memory = MEMORY_MIB.to_string();
     let smp = vcpus.to_string();
-    let keel_cmd =
-        |c: &mut Command| {
-            c.arg("run")
-                .args(["--kernel", &kernel, "--initrd", &initrd, "--memory", &memory])
-                .args(["--vcpus", &smp, "--cmdline", &cmdline]);
-        };
+    let keel_cmd = |c: &mut Command, extra: &[&str]| {
+        c.arg("run")
+            .args(["--kernel", &kernel, "--initrd", &initrd, "--memory", &memory])
+            .args(["--vcpus", &smp, "--cmdline", &cmdline])
+            .args(extra);
+    };
     let qemu_cmd = |c: &mut Command| {
         c.args(["-M", "virt", "-m", &memory, "-smp", &smp, "-nographic", "-no-reboot"])
             .args(["-kernel", &kernel, "-initrd", &initrd, "-append", &cmdline]);
@@ -127,22 +127,35 @@ pub fn bench(cmd: BenchCommand) -> Result<ExitCode> {
         image.kernel_version
     );
     println!("cmdline: {cmdline}");
-    let mut keel_times = Vec::new();
+    let mut keel_times = vec![Vec::new(); KEEL_ENGINES.len()];
     let mut qemu_times = Vec::new();
-    // Alternate, so slow drifts of the machine affect both alike.
+    // Alternate, so slow drifts of the machine affect all alike.
     for i in 0..runs {
-        let k = time_run("keel", keel_exe.as_os_str(), keel_cmd, measure)?;
+        let mut line = format!("run {}:", i + 1);
+        for ((label, extra), times) in KEEL_ENGINES.iter().zip(&mut keel_times) {
+            let t = time_run(label, keel_exe.as_os_str(), |c| keel_cmd(c, extra), measure)?;
+            line += &format!(" {label} {t:.3} s,");
+            times.push(t);
+        }
         let q = time_run("qemu", QEMU.as_ref(), qemu_cmd, measure)?;
-        println!("run {}: keel {k:.3} s, qemu {q:.3} s", i + 1);
-        keel_times.push(k);
+        println!("{line} qemu {q:.3} s");
         qemu_times.push(q);
     }
-    let (k, q) = (median(&mut keel_times), median(&mut qemu_times));
-    println!("keel median: {k:.3} s");
+    let q = median(&mut qemu_times);
+    for ((label, _), times) in KEEL_ENGINES.iter().zip(&mut keel_times) {
+        println!("{label} median: {:.3} s", median(times));
+    }
     println!("qemu median: {q:.3} s");
-    println!("ratio keel/qemu: {:.2}", k / q);
+    for ((label, _), times) in KEEL_ENGINES.iter().zip(&mut keel_times) {
+        println!("ratio {label}/qemu: {:.2}", median(times) / q);
+    }
     Ok(ExitCode::SUCCESS)
 }
+
+/// keel's engines, one column each in the side-by-side benchmarks: a label and the
+/// `keel run` arguments that select it.
+pub(crate) const KEEL_ENGINES: &[(&str, &[&str])] =
+    &[("keel-jit", &["--accel", "jit"]), ("keel-interp", &["--accel", "interp"])];
 
 /// The VM file the benchmarks give keel: the default image with `memory_mib` and `cmdline`.
 pub(crate) fn keel_vm_file(

@@ -162,6 +162,9 @@ pub(crate) struct Jit {
     exit: usize,
     /// Where the cache's blocks start (after the trampoline).
     blocks_start: usize,
+    /// With `$KEEL_PERF_MAP` set: /tmp/perf-PID.map, which names each block's code for
+    /// `perf report` (Linux perf's JIT map convention).
+    perf_map: Option<std::io::BufWriter<std::fs::File>>,
 }
 
 impl Jit {
@@ -172,7 +175,12 @@ impl Jit {
         let mut code = CodeCache::new(config.cache_bytes).map_err(JitError::CodeCache)?;
         let (enter, exit) = trampoline::emit(&mut code);
         let blocks_start = code.used();
-        Ok(Jit { config, code, enter, exit, blocks_start })
+        let perf_map = std::env::var_os("KEEL_PERF_MAP").and_then(|_| {
+            let path = format!("/tmp/perf-{}.map", std::process::id());
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(path).ok()?;
+            Some(std::io::BufWriter::new(file))
+        });
+        Ok(Jit { config, code, enter, exit, blocks_start, perf_map })
     }
 
     pub fn config(&self) -> &JitConfig {
@@ -185,8 +193,9 @@ impl Jit {
         &mut self,
         hart: &mut Hart,
         ops: &[Op],
-        page_off: u16,
+        vpc: u64,
     ) -> Result<Native, Untranslated> {
+        let page_off = (vpc & 0xfff) as u16;
         let start = Instant::now();
         let base = self.code.next_address();
         let Some((bytes, fallback)) =
@@ -196,6 +205,11 @@ impl Jit {
         };
         let entry = self.code.push(&bytes).ok_or(Untranslated::CacheFull)?;
         debug_assert_eq!(entry, base);
+        if let Some(map) = &mut self.perf_map {
+            use std::io::Write;
+            let _ = writeln!(map, "{entry:x} {:x} keel-block-{vpc:x}", bytes.len());
+            let _ = map.flush();
+        }
         let stats = &mut hart.stats;
         stats.blocks_translated += 1;
         stats.translated_bytes += bytes.len() as u64;

@@ -23,16 +23,16 @@ pub(crate) const R14: u8 = 14;
 /// (guest x register, host register). `rbx` holds the hart, `r15` instret; `rax`, `rcx` and
 /// `rdx` are scratch.
 pub(crate) const MAPPED: [(u8, u8); 10] = [
-    (1, RBP),  // ra
     (2, R12),  // sp
     (8, R13),  // s0
-    (9, R14),  // s1
-    (10, RSI), // a0
-    (11, RDI), // a1
-    (12, R8),  // a2
-    (13, R9),  // a3
-    (14, R10), // a4
-    (15, R11), // a5
+    (10, R14), // a0
+    (11, RBP), // a1
+    (12, RSI), // a2
+    (13, RDI), // a3
+    (14, R8),  // a4
+    (15, R9),  // a5
+    (16, R10), // a6
+    (17, R11), // a7
 ];
 
 /// The host register holding guest register `x`, if it has one.

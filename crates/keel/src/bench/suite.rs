@@ -19,11 +19,6 @@ use keel_guest::GuestImage;
 use super::{median, run_to_success, tail, which, Scratch, MEMORY_MIB, QEMU};
 use crate::run::DEFAULT_CMDLINE;
 
-/// keel's configurations, one column each: a label and extra `keel run` arguments.
-/// ACCEL VARIANTS: once `keel run --accel` exists, this becomes
-/// `&[("keel-jit", &["--accel", "jit"]), ("keel-interp", &["--accel", "interp"])]`.
-const KEEL_VARIANTS: &[(&str, &[&str])] = &[("keel", &[])];
-
 /// The cross compiler; Debian's gcc-riscv64-linux-gnu package.
 const CC: &str = "riscv64-linux-gnu-gcc";
 
@@ -220,7 +215,7 @@ pub fn bench_suite(image: &GuestImage, runs: usize, only: &[String]) -> Result<E
     let initrd = initrd.to_string_lossy().into_owned();
     let memory = MEMORY_MIB.to_string();
     let keel_exe = std::env::current_exe().context("cannot find keel's own executable")?;
-    let mut engines: Vec<Engine> = KEEL_VARIANTS
+    let mut engines: Vec<Engine> = super::KEEL_ENGINES
         .iter()
         .map(|(label, extra)| Engine {
             label: label.to_string(),

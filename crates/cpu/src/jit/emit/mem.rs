@@ -44,7 +44,7 @@ fn access(op: Opcode) -> (u8, bool, bool) {
 
 impl Emitter<'_> {
     /// rax = rs1 + imm, the access's virtual address.
-    fn address(&mut self, insn: &Insn) {
+    pub(super) fn address(&mut self, insn: &Insn) {
         let imm = insn.imm as i32;
         match (insn.rs1, regs::host(insn.rs1)) {
             (0, _) => dynasm!(self.a ; .arch x64 ; mov rax, imm),
@@ -68,6 +68,34 @@ impl Emitter<'_> {
             return;
         }
         self.address(insn);
+        self.tlb_fast_path(size, store, slow);
+        if store {
+            let v = self.src(insn.rs2, RCX);
+            match size {
+                1 => dynasm!(self.a ; .arch x64 ; mov [rax], Rb(v)),
+                2 => dynasm!(self.a ; .arch x64 ; mov [rax], Rw(v)),
+                4 => dynasm!(self.a ; .arch x64 ; mov [rax], Rd(v)),
+                _ => dynasm!(self.a ; .arch x64 ; mov [rax], Rq(v)),
+            }
+        } else {
+            let d = self.dst(insn.rd);
+            match (size, signed) {
+                (1, true) => dynasm!(self.a ; .arch x64 ; movsx Rq(d), BYTE [rax]),
+                (1, false) => dynasm!(self.a ; .arch x64 ; movzx Rd(d), BYTE [rax]),
+                (2, true) => dynasm!(self.a ; .arch x64 ; movsx Rq(d), WORD [rax]),
+                (2, false) => dynasm!(self.a ; .arch x64 ; movzx Rd(d), WORD [rax]),
+                (4, true) => dynasm!(self.a ; .arch x64 ; movsxd Rq(d), DWORD [rax]),
+                (4, false) => dynasm!(self.a ; .arch x64 ; mov Rd(d), DWORD [rax]),
+                _ => dynasm!(self.a ; .arch x64 ; mov Rq(d), QWORD [rax]),
+            }
+            self.commit(insn.rd, d);
+        }
+        dynasm!(self.a ; .arch x64 ; =>resume);
+    }
+
+    /// With the access's virtual address in rax: its host address in rax, or a jump to
+    /// `slow` when the fast path does not apply (see the module comment).
+    pub(super) fn tlb_fast_path(&mut self, size: u8, store: bool, slow: DynamicLabel) {
         let last = size as i32 - 1;
         let tag = if store { TLB_WRITE } else { TLB_READ };
         dynasm!(self.a
@@ -94,27 +122,7 @@ impl Emitter<'_> {
                 ; cmp BYTE [rdx], 0
                 ; jne =>slow
             );
-            let v = self.src(insn.rs2, RCX);
-            match size {
-                1 => dynasm!(self.a ; .arch x64 ; mov [rax], Rb(v)),
-                2 => dynasm!(self.a ; .arch x64 ; mov [rax], Rw(v)),
-                4 => dynasm!(self.a ; .arch x64 ; mov [rax], Rd(v)),
-                _ => dynasm!(self.a ; .arch x64 ; mov [rax], Rq(v)),
-            }
-        } else {
-            let d = self.dst(insn.rd);
-            match (size, signed) {
-                (1, true) => dynasm!(self.a ; .arch x64 ; movsx Rq(d), BYTE [rax]),
-                (1, false) => dynasm!(self.a ; .arch x64 ; movzx Rd(d), BYTE [rax]),
-                (2, true) => dynasm!(self.a ; .arch x64 ; movsx Rq(d), WORD [rax]),
-                (2, false) => dynasm!(self.a ; .arch x64 ; movzx Rd(d), WORD [rax]),
-                (4, true) => dynasm!(self.a ; .arch x64 ; movsxd Rq(d), DWORD [rax]),
-                (4, false) => dynasm!(self.a ; .arch x64 ; mov Rd(d), DWORD [rax]),
-                _ => dynasm!(self.a ; .arch x64 ; mov Rq(d), QWORD [rax]),
-            }
-            self.commit(insn.rd, d);
         }
-        dynasm!(self.a ; .arch x64 ; =>resume);
     }
 
     /// The out-of-line path: the interpreter's `load_slow`/`store_slow` (TLB miss and walk,

@@ -9,6 +9,7 @@
 
 mod alu;
 mod flow;
+mod fp;
 mod mem;
 
 use dynasmrt::{dynasm, x64::X64Relocation, DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler};
@@ -23,7 +24,7 @@ use crate::interp::op::Op;
 pub(crate) mod layout {
     use std::mem::offset_of;
 
-    use crate::hart::Hart;
+    use crate::hart::{Csrs, Hart};
     use crate::jit::JitCtx;
 
     const fn off(o: usize) -> i32 {
@@ -36,6 +37,11 @@ pub(crate) mod layout {
     pub const INSTRET: i32 = off(offset_of!(Hart, instret));
     pub const DEADLINE: i32 = off(offset_of!(Hart, deadline));
     pub const BLOCK_VPC: i32 = off(offset_of!(Hart, block_vpc));
+    const F: i32 = off(offset_of!(Hart, f));
+    const CSR: usize = offset_of!(Hart, csr);
+    pub const MSTATUS: i32 = off(CSR + offset_of!(Csrs, mstatus));
+    pub const FFLAGS: i32 = off(CSR + offset_of!(Csrs, fflags));
+    pub const FRM: i32 = off(CSR + offset_of!(Csrs, frm));
     const JIT: usize = offset_of!(Hart, jit);
     pub const JIT_TLB: i32 = off(JIT + offset_of!(JitCtx, tlb));
     pub const JIT_JUMP: i32 = off(JIT + offset_of!(JitCtx, jump));
@@ -47,6 +53,11 @@ pub(crate) mod layout {
     /// Where guest register `x` lives in the hart.
     pub const fn off_x(x: u8) -> i32 {
         X + 8 * x as i32
+    }
+
+    /// Where FP register `f` lives in the hart.
+    pub const fn off_f(f: u8) -> i32 {
+        F + 8 * (f & 31) as i32
     }
 }
 
@@ -64,6 +75,9 @@ enum Stub {
     Chain { label: DynamicLabel, target_off: u16, site: usize },
     /// The instruction at `page_off` did not complete: exit with its position.
     Stop { label: DynamicLabel, page_off: u16, idx: u8 },
+    /// Run the instruction through its interpreter handler (`op`), then go on at `resume`:
+    /// the cases an inline translation leaves out.
+    Fallback { label: DynamicLabel, resume: DynamicLabel, op: *const Op, page_off: u16, idx: u8 },
 }
 
 /// The state of one block's translation.
@@ -77,6 +91,12 @@ pub(super) struct Emitter<'a> {
     /// Instructions in the block: what `instret` grows by when it runs to its end.
     insns: u32,
     stubs: Vec<Stub>,
+    /// An earlier F/D instruction of the block checked that FS is not Off, and one marked
+    /// the FP state dirty (see `fp.rs`).
+    fs_checked: bool,
+    fs_dirty: bool,
+    /// The host has FMA3 (fused multiply-add with one rounding).
+    fma: bool,
 }
 
 /// Translates a block: its ops (without the interpreter's trailing `continue_at`), the page
@@ -94,7 +114,7 @@ pub(super) fn translate_block(
     // page offsets, as their handlers run with `block_vpc` holding the virtual page.
     let mut fallback = Vec::new();
     for (op, insn) in ops.iter().zip(&insns) {
-        if !translated_inline(insn) {
+        if needs_handler(insn) {
             let mut op = *op;
             op.pc_off += page_off;
             fallback.push(op);
@@ -109,13 +129,19 @@ pub(super) fn translate_block(
         exit,
         insns: insns.len() as u32,
         stubs: Vec::new(),
+        fs_checked: false,
+        fs_dirty: false,
+        fma: std::arch::is_x86_feature_detected!("fma"),
     };
     e.service_check(page_off);
     let mut next_fallback = 0;
     let mut ended = false;
     for (op, insn) in ops.iter().zip(&insns) {
         let at = page_off + op.pc_off;
-        if translated_inline(insn) {
+        if fp::translated(insn.op) {
+            e.fp(insn, &fallback[next_fallback], at, op.idx);
+            next_fallback += 2;
+        } else if translated_inline(insn) {
             e.instruction(insn, at, op.idx);
         } else {
             e.fallback(insn, &fallback[next_fallback], at, op.idx);
@@ -134,8 +160,14 @@ pub(super) fn translate_block(
     Some((bytes, fallback))
 }
 
-/// Instructions the emitter translates itself; the rest run through their interpreter
-/// handler.
+/// Instructions whose interpreter handler the code may call: those not translated inline,
+/// and F/D ones, whose inline forms fall back to it.
+fn needs_handler(insn: &Insn) -> bool {
+    !translated_inline(insn) || fp::translated(insn.op)
+}
+
+/// Integer instructions the emitter translates itself (`fp.rs` has the F/D ones); the rest
+/// run through their interpreter handler.
 fn translated_inline(insn: &Insn) -> bool {
     use Opcode::*;
     insn.op.flags() & flag::FP == 0
@@ -276,16 +308,26 @@ impl Emitter<'_> {
         label
     }
 
-    /// An instruction run by its interpreter handler ([`helpers::run_op`]). The handler may
-    /// read and write any guest register and `instret`, so all of them go through the hart.
+    /// An instruction run by its interpreter handler ([`helpers::run_op`]).
     fn fallback(&mut self, insn: &Insn, op: &Op, page_off: u16, idx: u8) {
+        self.call_handler(op, page_off, idx);
+        if insn.ends_block() {
+            // The handler set the next pc; the run loop must see what it changed.
+            self.count_block();
+            self.exit_with(EXIT_LOOKUP);
+        }
+    }
+
+    /// Calls `op`'s handler, exiting if the instruction did not complete. The handler may
+    /// read and write any guest register and `instret`, so all of them go through the hart.
+    fn call_handler(&mut self, op: *const Op, page_off: u16, idx: u8) {
         let stop = self.stop_label(page_off, idx);
         self.spill(true);
         dynasm!(self.a
             ; .arch x64
             ; mov [rbx + INSTRET], r15
             ; mov rdi, rbx
-            ; mov rsi, QWORD op as *const Op as i64
+            ; mov rsi, QWORD op as i64
         );
         self.call(helpers::run_op as *const () as usize);
         self.reload(true);
@@ -295,11 +337,6 @@ impl Emitter<'_> {
             ; test eax, eax
             ; jz =>stop
         );
-        if insn.ends_block() {
-            // The handler set the next pc; the run loop must see what it changed.
-            self.count_block();
-            self.exit_with(EXIT_LOOKUP);
-        }
     }
 
     /// FENCE: x86 keeps every order RVWMO's FENCE asks for except a store before a later
@@ -337,6 +374,11 @@ impl Emitter<'_> {
                 Stub::Stop { label, page_off, idx } => {
                     dynasm!(self.a ; .arch x64 ; =>label);
                     self.exit_with(stop_code(page_off, idx));
+                }
+                Stub::Fallback { label, resume, op, page_off, idx } => {
+                    dynasm!(self.a ; .arch x64 ; =>label);
+                    self.call_handler(op, page_off, idx);
+                    dynasm!(self.a ; .arch x64 ; jmp =>resume);
                 }
             }
         }
