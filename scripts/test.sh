@@ -34,6 +34,7 @@ cargo test --workspace --release "$@"
 # Everything above ran guest code on the default engine, the translator (the ISA programs and
 # tests/jit.rs run both engines by name). Boot, SMP and snapshot tests again on the
 # interpreter: their VMs name no engine, so $KEEL_ACCEL picks it (`keel run` and the managed
-# VMs' `keel vmm` both read it; snapshots record it, so restores stay on it).
-KEEL_ACCEL=interp cargo test --release -p keel --test guest --test smp --test snapshot "$@"
+# VMs' `keel vmm` both read it; snapshots record it, so restores stay on it). --workspace, as
+# above, so the same build serves.
+KEEL_ACCEL=interp cargo test --workspace --release --test guest --test smp --test snapshot "$@"
 scripts/fuzz-api.sh
