@@ -77,7 +77,13 @@ pub(crate) struct BlockCache {
     by_page: FxHashMap<u64, Vec<(u64, u32)>>,
     free: Vec<u32>,
     jump: Box<[JumpEntry]>,
+    /// Entries and links carry a generation in their tag: `generation` changes whenever
+    /// any virtual-to-block mapping may have changed; entries reached through a global
+    /// translation (the same in every address space) carry `global_generation` instead,
+    /// which a switch of address space leaves alone. Both come from one counter, so their
+    /// values never meet.
     generation: u32,
+    global_generation: u32,
     /// Virtual pages that jump-cache entries of this generation start in, so that fencing a
     /// page nobody jumped into costs nothing.
     entered_pages: rustc_hash::FxHashSet<u64>,
@@ -99,7 +105,8 @@ impl BlockCache {
             by_page: FxHashMap::default(),
             free: Vec::new(),
             jump: vec![JumpEntry::EMPTY; JUMP_CACHE_SIZE].into_boxed_slice(),
-            generation: 1,
+            generation: 2,
+            global_generation: 1,
             entered_pages: Default::default(),
             straddler: Block::new(Box::new([]), 0, 0),
         }
@@ -124,17 +131,25 @@ impl BlockCache {
 
     /// Block `id` (which starts at `vpc`) now has native code at `entry`: the jump-cache slot
     /// that leads to it from `vpc` leads native code there too.
-    pub fn note_native(&mut self, vpc: u64, tag: u32, id: u32, entry: usize) {
+    pub fn note_native(&mut self, vpc: u64, fetch_mode: usize, id: u32, entry: usize) {
+        let (tag, global_tag) = (self.tag(fetch_mode), self.global_tag(fetch_mode));
         let e = &mut self.jump[(vpc >> 1) as usize & (JUMP_CACHE_SIZE - 1)];
-        if e.vpc == vpc && e.tag == tag && e.block == id {
+        if e.vpc == vpc && (e.tag == tag || e.tag == global_tag) && e.block == id {
             e.code = entry;
         }
     }
 
-    /// The tag jump-cache entries and links carry in this generation for `fetch_mode`.
+    /// The tag links, and jump-cache entries reached through non-global translations,
+    /// carry in this generation for `fetch_mode`.
     #[inline(always)]
     pub fn tag(&self, fetch_mode: usize) -> u32 {
         (self.generation << 2) | fetch_mode as u32
+    }
+
+    /// The tag of jump-cache entries reached through global translations.
+    #[inline(always)]
+    pub fn global_tag(&self, fetch_mode: usize) -> u32 {
+        (self.global_generation << 2) | fetch_mode as u32
     }
 
     pub fn generation(&self) -> u32 {
@@ -157,33 +172,56 @@ impl BlockCache {
 
     /// Forgets every virtual-to-block mapping (translation changed).
     pub fn flush_jump_cache(&mut self) {
+        self.global_generation = self.next_generation();
+        self.flush_local_jump_cache();
+    }
+
+    /// Forgets the virtual-to-block mappings reached through non-global translations (the
+    /// address space changed).
+    pub fn flush_local_jump_cache(&mut self) {
         self.entered_pages.clear();
-        self.generation = self.generation.wrapping_add(1) & 0x3fff_ffff;
-        if self.generation == 0 {
+        self.generation = self.next_generation();
+    }
+
+    fn next_generation(&mut self) -> u32 {
+        let next = self.generation.max(self.global_generation).wrapping_add(1) & 0x3fff_ffff;
+        if next == 0 {
             // Wrapped: old tags could match again, so clear for real.
             self.jump.iter_mut().for_each(|e| e.vpc = 1);
-            self.generation = 1;
+            for b in &mut self.blocks {
+                b.links = [Link::EMPTY; 2];
+            }
+            self.global_generation = 1;
+            self.generation = 2;
+            return 3;
         }
+        next
     }
 
     /// Finds (or decodes) the block at virtual `vpc`. `None` means fetching faulted and the
     /// exception is recorded in the hart.
     #[inline(always)]
     pub fn lookup(&mut self, hart: &mut Hart, vpc: u64) -> Option<Lookup> {
-        let tag = self.tag(hart.fetch_mode());
+        let mode = hart.fetch_mode();
         let slot = (vpc >> 1) as usize & (JUMP_CACHE_SIZE - 1);
         let e = self.jump[slot];
-        if e.vpc == vpc && e.tag == tag {
+        if e.vpc == vpc && (e.tag == self.tag(mode) || e.tag == self.global_tag(mode)) {
             return Some(Lookup::Cached(e.block));
         }
-        self.lookup_slow(hart, vpc, slot, tag)
+        self.lookup_slow(hart, vpc, slot)
     }
 
     #[cold]
     #[inline(never)]
-    fn lookup_slow(&mut self, hart: &mut Hart, vpc: u64, slot: usize, tag: u32) -> Option<Lookup> {
+    fn lookup_slow(&mut self, hart: &mut Hart, vpc: u64, slot: usize) -> Option<Lookup> {
         hart.stats.block_lookups_missed += 1;
         let ppc = fetch_translate(hart, vpc)?;
+        let mode = hart.fetch_mode();
+        let tag = if hart.translation_is_global(mode, vpc) {
+            self.global_tag(mode)
+        } else {
+            self.tag(mode)
+        };
         let id = match self.by_ppc.get(&ppc) {
             Some(&id) => id,
             None => match self.decode_block(hart, vpc, ppc)? {

@@ -170,7 +170,7 @@ impl Cpu {
                 }
             };
             if let Lookup::Cached(id) = found {
-                match self.native_entry(id, vpc, tag) {
+                match self.native_entry(id, vpc) {
                     Engine::Native(entry) => {
                         prev = None;
                         if let Some(exit) = self.run_native(id, vpc, tag, entry) {
@@ -211,7 +211,7 @@ impl Cpu {
 
     /// How block `id` runs this time: its native code, translated first if it has run
     /// often enough in the interpreter, or its ops.
-    fn native_entry(&mut self, id: u32, vpc: u64, tag: u32) -> Engine {
+    fn native_entry(&mut self, id: u32, vpc: u64) -> Engine {
         let Some(jit) = self.jit.as_mut() else { return Engine::Interp };
         let block = self.cache.block_mut(id);
         if let Some(native) = &block.native {
@@ -227,7 +227,7 @@ impl Cpu {
             Ok(native) => {
                 let entry = native.entry;
                 block.native = Some(native);
-                self.cache.note_native(vpc, tag, id, entry);
+                self.cache.note_native(vpc, self.hart.fetch_mode(), id, entry);
                 Engine::Native(entry)
             }
             Err(Untranslated::Failed) => {
@@ -256,12 +256,13 @@ impl Cpu {
             }
         }
         // A probe of the jump cache that led here must find the code too.
-        self.cache.note_native(vpc, tag, id, entry);
+        let mode = self.hart.fetch_mode();
+        self.cache.note_native(vpc, mode, id, entry);
         let hart = &mut self.hart;
         hart.block_vpc = vpc & !0xfff;
-        hart.jit.tlb = hart.tlb.fast[(hart.data_mode & 3) as usize].as_ptr() as usize;
         hart.jit.jump = self.cache.jump_slots();
-        hart.jit.tag = tag as u64;
+        hart.jit.tag = tag;
+        hart.jit.global_tag = self.cache.global_tag(mode);
         match jit.run(hart, entry) {
             JitExit::Lookup => None,
             JitExit::Chain { site } => {
@@ -302,6 +303,10 @@ impl Cpu {
                 hart.stats.sbi_by_extension[SbiExtension::from_eid(hart.x[17]) as usize] += 1;
                 Some(Exit::Sbi)
             }
+            Stop::Retired => {
+                self.hart.instret += 1;
+                None
+            }
             Stop::Wfi => {
                 self.hart.instret += 1;
                 self.hart.stats.wfi += 1;
@@ -321,8 +326,13 @@ impl Cpu {
         hart.maybe_publish_stats();
         if hart.flush_jump_cache {
             hart.flush_jump_cache = false;
+            hart.flush_local_jump_cache = false;
             hart.fenced_pages.clear();
             self.cache.flush_jump_cache();
+        }
+        if hart.flush_local_jump_cache {
+            hart.flush_local_jump_cache = false;
+            self.cache.flush_local_jump_cache();
         }
         for page in hart.fenced_pages.drain(..) {
             self.cache.fence_page(page);
@@ -388,6 +398,7 @@ impl Cpu {
             hart.tlb.flush_all();
             hart.fenced_pages.clear();
             hart.flush_jump_cache = false;
+            hart.flush_local_jump_cache = false;
             self.cache.flush_jump_cache();
             hart.signals.answer_fence(ticket);
         }

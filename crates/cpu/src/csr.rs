@@ -149,12 +149,21 @@ impl Hart {
                 // Bare or a supported paging mode; any other mode leaves satp unchanged
                 // (§4.1.11).
                 let mode = value >> 60;
+                let old_satp = self.csr.satp;
                 if mode == 0 || (8..=self.max_satp_mode).contains(&mode) {
                     // Keep 16 ASID bits and a 44-bit PPN.
                     self.csr.satp = value & 0xf000_ffff_ffff_ffff;
-                    self.tlb.flush_translated();
+                    // keel's TLB has no ASID tags: a new address space (or ASID) means a flush,
+                    // but global mappings are the same in every address space (§4.3.1) and
+                    // stay, unless paging was just switched on or off.
+                    if (old_satp ^ value) >> 60 != 0 {
+                        self.tlb.flush_translated();
+                        self.flush_jump_cache = true;
+                    } else {
+                        self.tlb.flush_non_global();
+                        self.flush_local_jump_cache = true;
+                    }
                     self.stats.tlb_flushes += 1;
-                    self.flush_jump_cache = true;
                     self.request_service();
                 }
             }
@@ -255,9 +264,13 @@ impl Hart {
             // relies on the TLB remembering where superpages were.
             self.tlb.flush_all();
             self.flush_jump_cache = true;
+            self.request_service();
+        }
+        if new & !old & (status::MIE | status::SIE) != 0 {
+            // An interrupt already pending may now be taken.
+            self.request_service();
         }
         self.update_data_mode();
-        self.request_service();
     }
 }
 

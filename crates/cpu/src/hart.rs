@@ -44,6 +44,9 @@ pub(crate) enum Stop {
     Sbi,
     /// `wfi` retired; the hart may sleep until an interrupt is pending.
     Wfi,
+    /// The instruction retired (pc is already past it), and what it did needs the run loop
+    /// before the next one runs (a CSR write that asked for a service check).
+    Retired,
 }
 
 /// Control and status registers that hold plain state. Registers computed on the fly (time,
@@ -140,6 +143,9 @@ pub struct Hart {
     pub(crate) ram_writer: RamWriter,
     /// The jump cache must be dropped (translation or code changed).
     pub(crate) flush_jump_cache: bool,
+    /// Jump-cache entries reached through non-global translations must go (another
+    /// address space).
+    pub(crate) flush_local_jump_cache: bool,
     /// Virtual pages fenced by address since the last service check: jump-cache entries that
     /// start in them must go.
     pub(crate) fenced_pages: Vec<u64>,
@@ -177,6 +183,7 @@ impl Hart {
                 tlb: 0,
                 jump: 0,
                 tag: 0,
+                global_tag: 0,
                 patch: 0,
                 page_flags: ram.page_flags().as_ptr() as usize,
                 ram_host: ram.host_base(),
@@ -193,6 +200,7 @@ impl Hart {
             ram_host: ram.host_base(),
             ram_writer: ram.register_writer(),
             flush_jump_cache: true,
+            flush_local_jump_cache: false,
             fenced_pages: Vec::new(),
             ram,
             bus,
@@ -347,6 +355,8 @@ impl Hart {
             self.prv
         };
         self.data_mode = self.mode_for(effective) as u8;
+        // Native code reads the current set's entries through this pointer.
+        self.jit.tlb = self.tlb.fast[self.data_mode as usize].as_ptr() as usize;
     }
 
     pub(crate) fn mode_for(&self, prv: Privilege) -> usize {

@@ -157,12 +157,12 @@ instructions! {
     Wfi "wfi" 0xffff_ffff 0x1050_0073 Sys END;
     SfenceVma "sfence.vma" 0xfe00_7fff 0x1200_0073 Sys END;
     // Zicsr (unprivileged spec ch. 7)
-    Csrrw "csrrw" 0x0000_707f 0x0000_1073 Csr END;
-    Csrrs "csrrs" 0x0000_707f 0x0000_2073 Csr END;
-    Csrrc "csrrc" 0x0000_707f 0x0000_3073 Csr END;
-    Csrrwi "csrrwi" 0x0000_707f 0x0000_5073 Csr END;
-    Csrrsi "csrrsi" 0x0000_707f 0x0000_6073 Csr END;
-    Csrrci "csrrci" 0x0000_707f 0x0000_7073 Csr END;
+    Csrrw "csrrw" 0x0000_707f 0x0000_1073 Csr 0;
+    Csrrs "csrrs" 0x0000_707f 0x0000_2073 Csr 0;
+    Csrrc "csrrc" 0x0000_707f 0x0000_3073 Csr 0;
+    Csrrwi "csrrwi" 0x0000_707f 0x0000_5073 Csr 0;
+    Csrrsi "csrrsi" 0x0000_707f 0x0000_6073 Csr 0;
+    Csrrci "csrrci" 0x0000_707f 0x0000_7073 Csr 0;
     // M (unprivileged spec ch. 13)
     Mul "mul" 0xfe00_707f 0x0200_0033 R 0;
     Mulh "mulh" 0xfe00_707f 0x0200_1033 R 0;

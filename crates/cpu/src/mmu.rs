@@ -49,6 +49,7 @@ const PTE_R: u64 = 1 << 1;
 const PTE_W: u64 = 1 << 2;
 const PTE_X: u64 = 1 << 3;
 const PTE_U: u64 = 1 << 4;
+const PTE_G: u64 = 1 << 5;
 const PTE_A: u64 = 1 << 6;
 const PTE_D: u64 = 1 << 7;
 /// Bits 63:54: N (Svnapot), PBMT (Svpbmt) and reserved bits. keel implements none of those
@@ -267,17 +268,32 @@ impl Hart {
             }
         }
         let satp_mode = self.csr.satp >> 60;
-        let (paddr, perm, span_mask) = if mode == MODE_M || satp_mode == 0 {
-            // No translation: the address is physical (§4.1.11, bare mode).
-            (vaddr, PERM_R | PERM_W | PERM_X, PAGE_TAG_MASK)
+        let (paddr, perm, span_mask, global) = if mode == MODE_M || satp_mode == 0 {
+            // No translation: the address is physical (§4.1.11, bare mode). M-mode's entries
+            // never depend on satp; S/U ones must go when paging comes on.
+            (vaddr, PERM_R | PERM_W | PERM_X, PAGE_TAG_MASK, mode == MODE_M)
         } else {
             self.walk(vaddr, access, mode, satp_mode)?
         };
-        self.fill(mode, vaddr, paddr, perm, span_mask);
+        self.fill(mode, vaddr, paddr, perm, span_mask, global);
         Ok(paddr)
     }
 
-    fn fill(&mut self, mode: usize, vaddr: u64, paddr: u64, perm: u8, span_mask: u64) {
+    /// Whether the cached translation of `vaddr` in TLB context `mode` is global (right
+    /// after `translate` filled it).
+    pub(crate) fn translation_is_global(&self, mode: usize, vaddr: u64) -> bool {
+        self.tlb.lookup(mode, vaddr).is_some_and(|e| e.global)
+    }
+
+    fn fill(
+        &mut self,
+        mode: usize,
+        vaddr: u64,
+        paddr: u64,
+        perm: u8,
+        span_mask: u64,
+        global: bool,
+    ) {
         let vpage = vaddr & PAGE_TAG_MASK;
         let ppage = paddr & PAGE_TAG_MASK;
         let host =
@@ -292,7 +308,7 @@ impl Hart {
                 fast.write = vpage;
             }
         }
-        self.tlb.insert(mode, Entry { vpage, ppage, perm, span_mask }, fast);
+        self.tlb.insert(mode, Entry { vpage, ppage, perm, global, span_mask }, fast);
     }
 
     /// The page-table walk of §4.3.2, with hardware A/D updates.
@@ -302,7 +318,7 @@ impl Hart {
         access: Access,
         mode: usize,
         satp_mode: u64,
-    ) -> Result<(u64, u8, u64), u64> {
+    ) -> Result<(u64, u8, u64, bool), u64> {
         let levels: u32 = match satp_mode {
             8 => 3,
             9 => 4,
@@ -319,6 +335,8 @@ impl Hart {
         'walk: loop {
             let mut table = (self.csr.satp & PPN_MASK) << 12;
             let mut level = levels - 1;
+            // G in a non-leaf PTE makes everything below it global (§4.3.1).
+            let mut global = false;
             loop {
                 let vpn = (vaddr >> (12 + 9 * level)) & 0x1ff;
                 let pte_addr = table + vpn * 8;
@@ -329,6 +347,7 @@ impl Hart {
                 {
                     return Err(access.page_fault());
                 }
+                global |= pte & PTE_G != 0;
                 if pte & (PTE_R | PTE_X) == 0 {
                     if level == 0 {
                         return Err(access.page_fault());
@@ -377,7 +396,7 @@ impl Hart {
                 let perm = if pte & PTE_D == 0 { perm & !PERM_W } else { perm };
                 let span = 1u64 << span_bits;
                 let paddr = ((ppn << 12) & !(span - 1)) | (vaddr & (span - 1));
-                return Ok((paddr, perm, !(span - 1)));
+                return Ok((paddr, perm, !(span - 1), global));
             }
         }
     }

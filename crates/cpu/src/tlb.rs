@@ -38,13 +38,17 @@ pub(crate) struct Entry {
     pub vpage: u64,
     pub ppage: u64,
     pub perm: u8,
+    /// A global mapping (G set in the PTE or one above it, privileged spec §4.3.1): the same
+    /// in every address space, so it survives switching `satp` to another one.
+    pub global: bool,
     /// Mask of the address bits shared by the whole (super)page the PTE mapped, so a
     /// per-address SFENCE.VMA finds every 4 KiB piece of a superpage.
     pub span_mask: u64,
 }
 
 const FAST_INVALID: FastEntry = FastEntry { read: INVALID, write: INVALID, addend: 0 };
-const ENTRY_INVALID: Entry = Entry { vpage: INVALID, ppage: 0, perm: 0, span_mask: 0 };
+const ENTRY_INVALID: Entry =
+    Entry { vpage: INVALID, ppage: 0, perm: 0, global: false, span_mask: 0 };
 
 pub(crate) struct Tlb {
     pub fast: [[FastEntry; TLB_SIZE]; MODES],
@@ -88,6 +92,19 @@ impl Tlb {
     pub fn flush_translated(&mut self) {
         for mode in [MODE_S, MODE_S_SUM, MODE_U] {
             self.flush_mode(mode);
+        }
+    }
+
+    /// Drops every translation that depends on `satp` but global ones (a switch to another
+    /// address space, or SFENCE.VMA for one ASID).
+    pub fn flush_non_global(&mut self) {
+        for mode in [MODE_S, MODE_S_SUM, MODE_U] {
+            for i in 0..TLB_SIZE {
+                if !self.entries[mode][i].global {
+                    self.entries[mode][i] = ENTRY_INVALID;
+                    self.fast[mode][i] = FAST_INVALID;
+                }
+            }
         }
     }
 

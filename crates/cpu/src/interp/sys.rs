@@ -1,7 +1,8 @@
 //! SYSTEM and MISC-MEM instructions: CSR access (Zicsr), ecall/ebreak, xRET, WFI, fences.
-//! Every one of them ends its block, so state they change is seen by the next block lookup.
+//! All but the CSR instructions end their block, so state they change is seen by the next
+//! block lookup; a CSR instruction ends it only when what it wrote needs the run loop.
 
-use super::op::{stopped, Op};
+use super::op::{next, stopped, Op};
 use crate::consts::{cause, status};
 use crate::hart::{Hart, Privilege, Stop};
 
@@ -42,8 +43,13 @@ fn csr_op(h: &mut Hart, op: &Op, kind: CsrKind) -> bool {
         }
     }
     h.set_rd(op, old);
-    h.pc = op.next_pc(h);
-    true
+    if h.service_due() {
+        // It changed something the run loop must see first (interrupt enables, satp, ...).
+        h.pc = op.next_pc(h);
+        h.stop = Stop::Retired;
+        return stopped(h, op);
+    }
+    next(h, op)
 }
 
 #[derive(Clone, Copy)]
@@ -131,7 +137,12 @@ pub(crate) fn sfence_vma(h: &mut Hart, op: &Op) -> bool {
     if h.prv == Privilege::User || (h.prv == Privilege::Supervisor && tvm) {
         return illegal(h, op);
     }
-    if op.rs1 == 0 {
+    if op.rs1 == 0 && op.rs2 != 0 {
+        // One address space (ASID in rs2): global mappings stay (privileged spec §4.2.1).
+        h.stats.tlb_flushes += 1;
+        h.tlb.flush_non_global();
+        h.flush_local_jump_cache = true;
+    } else if op.rs1 == 0 {
         h.stats.tlb_flushes += 1;
         h.tlb.flush_translated();
         h.flush_jump_cache = true;

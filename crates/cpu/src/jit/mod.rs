@@ -91,8 +91,10 @@ pub(crate) struct JitCtx {
     pub tlb: usize,
     /// The jump cache's entries (`block::JumpEntry`), for the inline probe.
     pub jump: usize,
-    /// The jump-cache tag of this generation and fetch mode.
-    pub tag: u64,
+    /// The jump-cache tags of this generation and fetch mode (`block::BlockCache::tag` and
+    /// `global_tag`): an entry carrying either is current.
+    pub tag: u32,
+    pub global_tag: u32,
     /// On [`JitExit::Chain`]: where the jump to patch keeps its 32-bit displacement.
     pub patch: usize,
     /// `page_flags` as a raw pointer, and guest RAM's host base (see `mmu::fast_store`).
@@ -156,14 +158,13 @@ pub(crate) enum Untranslated {
 pub(crate) struct Jit {
     config: JitConfig,
     code: CodeCache,
-    /// The trampoline: enters native code, returns its exit code.
-    enter: trampoline::Enter,
-    /// The code every exit jumps to (stores the guest registers, returns).
-    exit: usize,
+    /// The trampoline and thunks at the cache's start.
+    shared: trampoline::Shared,
     /// Where the cache's blocks start (after the trampoline).
     blocks_start: usize,
     /// With `$KEEL_PERF_MAP` set: /tmp/perf-PID.map, which names each block's code for
-    /// `perf report` (Linux perf's JIT map convention).
+    /// `perf report` (Linux perf's JIT map convention); each block's bytes also go to
+    /// /tmp/keel-jit-PID/ADDRESS.bin, for a disassembler.
     perf_map: Option<std::io::BufWriter<std::fs::File>>,
 }
 
@@ -173,14 +174,14 @@ impl Jit {
             return Err(JitError::CacheTooSmall(config.cache_bytes >> 20));
         }
         let mut code = CodeCache::new(config.cache_bytes).map_err(JitError::CodeCache)?;
-        let (enter, exit) = trampoline::emit(&mut code);
+        let shared = trampoline::emit(&mut code);
         let blocks_start = code.used();
         let perf_map = std::env::var_os("KEEL_PERF_MAP").and_then(|_| {
             let path = format!("/tmp/perf-{}.map", std::process::id());
             let file = std::fs::OpenOptions::new().create(true).append(true).open(path).ok()?;
             Some(std::io::BufWriter::new(file))
         });
-        Ok(Jit { config, code, enter, exit, blocks_start, perf_map })
+        Ok(Jit { config, code, shared, blocks_start, perf_map })
     }
 
     pub fn config(&self) -> &JitConfig {
@@ -199,7 +200,7 @@ impl Jit {
         let start = Instant::now();
         let base = self.code.next_address();
         let Some((bytes, fallback)) =
-            emit::translate_block(&self.config, base, self.exit, ops, page_off)
+            emit::translate_block(&self.config, base, &self.shared, ops, page_off)
         else {
             return Err(Untranslated::Failed);
         };
@@ -209,6 +210,9 @@ impl Jit {
             use std::io::Write;
             let _ = writeln!(map, "{entry:x} {:x} keel-block-{vpc:x}", bytes.len());
             let _ = map.flush();
+            let dir = format!("/tmp/keel-jit-{}", std::process::id());
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(format!("{dir}/{entry:x}.bin"), &bytes);
         }
         let stats = &mut hart.stats;
         stats.blocks_translated += 1;
@@ -239,7 +243,7 @@ impl Jit {
         // Generated code only touches the hart through `rbx` (the pointer passed here, valid
         // and exclusively borrowed for the call), guest RAM through TLB entries that map it,
         // and the helpers in `helpers.rs`.
-        let code = unsafe { (self.enter)(hart as *mut Hart, entry) };
+        let code = unsafe { (self.shared.enter)(hart as *mut Hart, entry) };
         JitExit::from_code(code, hart)
     }
 }

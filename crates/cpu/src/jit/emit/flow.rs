@@ -9,7 +9,7 @@
 
 use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
 
-use super::layout::{BLOCK_VPC, JIT_JUMP, JIT_TAG, PC};
+use super::layout::{BLOCK_VPC, JIT_GLOBAL_TAG, JIT_JUMP, JIT_TAG, PC};
 use super::{Emitter, Stub};
 use crate::block::{JumpEntry, JUMP_CACHE_SIZE};
 use crate::insn::{Insn, Opcode};
@@ -115,9 +115,12 @@ impl Emitter<'_> {
             ; add rdx, [rbx + JIT_JUMP]
             ; cmp rax, [rdx + ENTRY_VPC]
             ; jne >miss
-            ; mov ecx, [rbx + JIT_TAG]
-            ; cmp ecx, [rdx + ENTRY_TAG]
+            ; mov ecx, [rdx + ENTRY_TAG]
+            ; cmp ecx, [rbx + JIT_TAG]
+            ; je >current
+            ; cmp ecx, [rbx + JIT_GLOBAL_TAG]
             ; jne >miss
+            ; current:
             ; mov rcx, [rdx + ENTRY_CODE]
             ; test rcx, rcx
             ; jz >miss

@@ -13,7 +13,6 @@ use dynasmrt::{dynasm, DynamicLabel, DynasmApi, DynasmLabelApi};
 use super::layout::{JIT_PAGE_FLAGS, JIT_RAM_HOST, JIT_TLB};
 use super::{Emitter, Stub};
 use crate::insn::{Insn, Opcode};
-use crate::jit::helpers;
 use crate::jit::regs::{self, RAX, RCX, RDX};
 use crate::tlb::{FastEntry, TLB_SIZE};
 
@@ -136,26 +135,14 @@ impl Emitter<'_> {
     ) {
         let (size, signed, store) = access(insn.op);
         let stop = self.stop_label(page_off, idx);
-        self.spill(false);
-        // Arguments last: rsi and rdi hold guest registers the address or value may need.
         self.address(insn);
         if store {
             let v = self.src(insn.rs2, RDX);
             self.mov(RDX, v);
         }
-        dynasm!(self.a ; .arch x64 ; mov rsi, rax ; mov rdi, rbx);
-        let helper = match (store, size) {
-            (false, 1) => helpers::load_u8 as *const () as usize,
-            (false, 2) => helpers::load_u16 as *const () as usize,
-            (false, 4) => helpers::load_u32 as *const () as usize,
-            (false, _) => helpers::load_u64 as *const () as usize,
-            (true, 1) => helpers::store_u8 as *const () as usize,
-            (true, 2) => helpers::store_u16 as *const () as usize,
-            (true, 4) => helpers::store_u32 as *const () as usize,
-            (true, _) => helpers::store_u64 as *const () as usize,
-        };
-        self.call(helper);
-        self.reload(false);
+        let size_index = size.trailing_zeros() as usize;
+        let thunk = if store { self.shared.store } else { self.shared.load }[size_index];
+        self.call_thunk(thunk);
         if store {
             dynasm!(self.a ; .arch x64 ; test eax, eax ; jz =>stop);
         } else {

@@ -15,7 +15,8 @@ mod mem;
 use dynasmrt::{dynasm, x64::X64Relocation, DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler};
 
 use super::helpers;
-use super::regs::{self, MAPPED, RAX};
+use super::regs::{self, RAX};
+use super::trampoline::Shared;
 use super::{stop_code, JitConfig, EXIT_LOOKUP};
 use crate::insn::{flag, Insn, Opcode};
 use crate::interp::op::Op;
@@ -46,6 +47,7 @@ pub(crate) mod layout {
     pub const JIT_TLB: i32 = off(JIT + offset_of!(JitCtx, tlb));
     pub const JIT_JUMP: i32 = off(JIT + offset_of!(JitCtx, jump));
     pub const JIT_TAG: i32 = off(JIT + offset_of!(JitCtx, tag));
+    pub const JIT_GLOBAL_TAG: i32 = off(JIT + offset_of!(JitCtx, global_tag));
     pub const JIT_PATCH: i32 = off(JIT + offset_of!(JitCtx, patch));
     pub const JIT_PAGE_FLAGS: i32 = off(JIT + offset_of!(JitCtx, page_flags));
     pub const JIT_RAM_HOST: i32 = off(JIT + offset_of!(JitCtx, ram_host));
@@ -86,8 +88,8 @@ pub(super) struct Emitter<'a> {
     config: &'a JitConfig,
     /// Executable address the code will have (jump sites are patched by address).
     base: usize,
-    /// The trampoline's exit path.
-    exit: usize,
+    /// The trampoline's exit path and the helper thunks.
+    shared: &'a Shared,
     /// Instructions in the block: what `instret` grows by when it runs to its end.
     insns: u32,
     stubs: Vec<Stub>,
@@ -105,7 +107,7 @@ pub(super) struct Emitter<'a> {
 pub(super) fn translate_block(
     config: &JitConfig,
     base: usize,
-    exit: usize,
+    shared: &Shared,
     ops: &[Op],
     page_off: u16,
 ) -> Option<(Vec<u8>, Box<[Op]>)> {
@@ -126,7 +128,7 @@ pub(super) fn translate_block(
         a: VecAssembler::new(base),
         config,
         base,
-        exit,
+        shared,
         insns: insns.len() as u32,
         stubs: Vec::new(),
         fs_checked: false,
@@ -264,41 +266,23 @@ impl Emitter<'_> {
         }
     }
 
-    /// Jumps to an address outside this block's code (in the same cache).
-    fn jmp_abs(&mut self, target: usize) {
+    /// A jump (`opcode` 0xe9) or call (0xe8) to an address outside this block's code, in
+    /// the same cache.
+    fn rel32(&mut self, opcode: u8, target: usize) {
         let here = self.base + self.a.offset().0 + 5;
         let rel = i32::try_from(target as i64 - here as i64).expect("code cache below 2 GiB");
-        dynasm!(self.a ; .arch x64 ; .bytes [0xe9] ; .i32 rel);
+        dynasm!(self.a ; .arch x64 ; .bytes [opcode] ; .i32 rel);
     }
 
-    /// Calls a helper (anywhere in the address space).
-    fn call(&mut self, f: usize) {
-        dynasm!(self.a ; .arch x64 ; mov rax, QWORD f as i64 ; call rax);
+    /// Calls one of the shared thunks (see `trampoline.rs`).
+    fn call_thunk(&mut self, thunk: usize) {
+        self.rel32(0xe8, thunk);
     }
 
     /// Exits to the run loop with `code` (`hart.pc` and the rest already set).
     fn exit_with(&mut self, code: u32) {
         dynasm!(self.a ; .arch x64 ; mov eax, code as i32);
-        self.jmp_abs(self.exit);
-    }
-
-    /// Stores the guest registers a call clobbers into the hart (`all`: every mapped one,
-    /// for helpers that read or write guest registers).
-    fn spill(&mut self, all: bool) {
-        for &(g, h) in &MAPPED {
-            if all || regs::caller_saved(h) {
-                dynasm!(self.a ; .arch x64 ; mov [rbx + off_x(g)], Rq(h));
-            }
-        }
-    }
-
-    /// Reloads what [`Emitter::spill`] stored.
-    fn reload(&mut self, all: bool) {
-        for &(g, h) in &MAPPED {
-            if all || regs::caller_saved(h) {
-                dynasm!(self.a ; .arch x64 ; mov Rq(h), [rbx + off_x(g)]);
-            }
-        }
+        self.rel32(0xe9, self.shared.exit);
     }
 
     /// A label whose stub exits with "the instruction at `page_off` did not complete".
@@ -311,6 +295,9 @@ impl Emitter<'_> {
     /// An instruction run by its interpreter handler ([`helpers::run_op`]).
     fn fallback(&mut self, insn: &Insn, op: &Op, page_off: u16, idx: u8) {
         self.call_handler(op, page_off, idx);
+        // A CSR write may have changed FS: the next F/D instruction checks it again.
+        self.fs_checked = false;
+        self.fs_dirty = false;
         if insn.ends_block() {
             // The handler set the next pc; the run loop must see what it changed.
             self.count_block();
@@ -322,21 +309,9 @@ impl Emitter<'_> {
     /// read and write any guest register and `instret`, so all of them go through the hart.
     fn call_handler(&mut self, op: *const Op, page_off: u16, idx: u8) {
         let stop = self.stop_label(page_off, idx);
-        self.spill(true);
-        dynasm!(self.a
-            ; .arch x64
-            ; mov [rbx + INSTRET], r15
-            ; mov rdi, rbx
-            ; mov rsi, QWORD op as i64
-        );
-        self.call(helpers::run_op as *const () as usize);
-        self.reload(true);
-        dynasm!(self.a
-            ; .arch x64
-            ; mov r15, [rbx + INSTRET]
-            ; test eax, eax
-            ; jz =>stop
-        );
+        dynasm!(self.a ; .arch x64 ; mov rax, QWORD op as i64);
+        self.call_thunk(self.shared.run_op);
+        dynasm!(self.a ; .arch x64 ; test eax, eax ; jz =>stop);
     }
 
     /// FENCE: x86 keeps every order RVWMO's FENCE asks for except a store before a later
