@@ -129,6 +129,12 @@ fn a_guest_reading_its_disk_shows_in_the_metrics() {
     assert!(boot.instructions > 100_000_000, "booting Linux takes more: {boot:?}");
     assert!(boot.exits.sbi > 0 && boot.sbi_calls["hsm"] > 0, "{boot:?}");
     assert!(boot.exits.mmio > 0, "the UART and virtio registers: {boot:?}");
+    // The translator's figures (the VM file names no engine: the translator runs): a boot
+    // translates thousands of blocks and chains them.
+    assert!(boot.blocks_translated > 1000, "{boot:?}");
+    assert!(boot.translated_bytes > boot.blocks_translated * 16, "{boot:?}");
+    assert!(boot.translate_ns > 0 && boot.blocks_chained > 0, "{boot:?}");
+    assert!(boot.native_exits > 0, "{boot:?}");
     assert!(m.vcpus.iter().map(|c| c.exits.interrupts).sum::<u64>() > 0, "timer ticks");
 
     // The disk: at least what dd moved, in requests no larger than Linux makes them.

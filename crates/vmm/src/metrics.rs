@@ -51,9 +51,22 @@ pub struct VcpuMetrics {
     pub page_walks: u64,
     pub code_pages_invalidated: u64,
     /// Translator work: blocks of guest code translated to host code (0 on the
-    /// interpreter).
+    /// interpreter), bytes of host code made for them and nanoseconds spent making it,
+    /// times the code cache was emptied, direct jumps patched to chain one native block to
+    /// the next, and returns from native code to the run loop (to the interpreter, a lookup,
+    /// or a service check).
     #[serde(default)]
     pub blocks_translated: u64,
+    #[serde(default)]
+    pub translated_bytes: u64,
+    #[serde(default)]
+    pub translate_ns: u64,
+    #[serde(default)]
+    pub translation_flushes: u64,
+    #[serde(default)]
+    pub blocks_chained: u64,
+    #[serde(default)]
+    pub native_exits: u64,
 }
 
 /// Exits by cause.
@@ -103,6 +116,11 @@ impl VcpuMetrics {
             page_walks: s.page_walks,
             code_pages_invalidated: s.code_pages_invalidated,
             blocks_translated: s.blocks_translated,
+            translated_bytes: s.translated_bytes,
+            translate_ns: s.translate_ns,
+            translation_flushes: s.translation_flushes,
+            blocks_chained: s.blocks_chained,
+            native_exits: s.native_entries,
         }
     }
 }
@@ -174,6 +192,11 @@ mod tests {
             wfi: 2,
             tlb_flushes: 4,
             blocks_translated: 9,
+            translated_bytes: 4096,
+            translate_ns: 123_000,
+            translation_flushes: 1,
+            blocks_chained: 8,
+            native_entries: 77,
             ..HartStats::default()
         };
         s.sbi_by_extension[SbiExtension::Time as usize] = 2;
@@ -188,6 +211,11 @@ mod tests {
         assert_eq!(m.sbi_calls.values().sum::<u64>(), m.exits.sbi);
         assert_eq!(m.tlb_flushes, 4);
         assert_eq!(m.blocks_translated, 9);
+        assert_eq!(m.translated_bytes, 4096);
+        assert_eq!(m.translate_ns, 123_000);
+        assert_eq!(m.translation_flushes, 1);
+        assert_eq!(m.blocks_chained, 8);
+        assert_eq!(m.native_exits, 77);
     }
 
     /// The JSON has the contract's shape: vcpus[].{id, instructions, exits{...},

@@ -39,7 +39,7 @@ pub fn to_prometheus(m: &Metrics) -> String {
     );
 
     type Field = fn(&super::VcpuMetrics) -> Value;
-    let per_vcpu: [(&str, &str, Field); 9] = [
+    let per_vcpu: [(&str, &str, Field); 14] = [
         ("keel_vcpu_instructions_total", "Instructions the vCPU retired.", |c| {
             Value::Int(c.instructions)
         }),
@@ -70,6 +70,27 @@ pub fn to_prometheus(m: &Metrics) -> String {
             "keel_vcpu_blocks_translated_total",
             "Blocks of guest code the translator made host code for (0 on the interpreter).",
             |c| Value::Int(c.blocks_translated),
+        ),
+        ("keel_vcpu_translated_bytes_total", "Bytes of host code the translator made.", |c| {
+            Value::Int(c.translated_bytes)
+        }),
+        ("keel_vcpu_translate_seconds_total", "Seconds spent translating guest code.", |c| {
+            Value::Float(c.translate_ns as f64 / 1e9)
+        }),
+        (
+            "keel_vcpu_translation_flushes_total",
+            "Times the translated-code cache was emptied (full, or code reset).",
+            |c| Value::Int(c.translation_flushes),
+        ),
+        (
+            "keel_vcpu_blocks_chained_total",
+            "Direct jumps patched to go from one translated block straight to the next.",
+            |c| Value::Int(c.blocks_chained),
+        ),
+        (
+            "keel_vcpu_native_exits_total",
+            "Returns from translated code to keel's run loop (lookups, service checks, the interpreter).",
+            |c| Value::Int(c.native_exits),
         ),
     ];
     for (name, help, field) in per_vcpu {
@@ -238,6 +259,11 @@ pub(super) mod tests {
             page_walks: 4321,
             code_pages_invalidated: 6,
             blocks_translated: 77,
+            translated_bytes: 65536,
+            translate_ns: 2_500_000_000,
+            translation_flushes: 2,
+            blocks_chained: 60,
+            native_exits: 900,
         };
         let counters = |pairs: &[(&str, u64)]| -> BTreeMap<String, u64> {
             pairs.iter().map(|&(k, v)| (k.to_string(), v)).collect()
@@ -368,6 +394,11 @@ pub(super) mod tests {
             assert_eq!(find(&s, "keel_vcpu_sleep_seconds_total", &v), 1.5);
             assert_eq!(find(&s, "keel_vcpu_page_walks_total", &v), 4321.0);
             assert_eq!(find(&s, "keel_vcpu_blocks_translated_total", &v), 77.0);
+            assert_eq!(find(&s, "keel_vcpu_translated_bytes_total", &v), 65536.0);
+            assert_eq!(find(&s, "keel_vcpu_translate_seconds_total", &v), 2.5);
+            assert_eq!(find(&s, "keel_vcpu_translation_flushes_total", &v), 2.0);
+            assert_eq!(find(&s, "keel_vcpu_blocks_chained_total", &v), 60.0);
+            assert_eq!(find(&s, "keel_vcpu_native_exits_total", &v), 900.0);
             let exit =
                 |cause| find(&s, "keel_vcpu_exits_total", &[("vcpu", &id), ("cause", cause)]);
             assert_eq!(exit("sbi"), 3.0);
@@ -388,7 +419,7 @@ pub(super) mod tests {
         assert_eq!(dev("keel_device_rx_bytes_total", "net0"), 99.0);
         assert_eq!(dev("keel_device_interrupts_total", "net0"), 5.0);
         // Every number in the struct is there, and nothing else.
-        let expected = 3 + m.vcpus.len() * (9 + 5 + 2) + 6;
+        let expected = 3 + m.vcpus.len() * (14 + 5 + 2) + 6;
         assert_eq!(s.len(), expected, "{text}");
     }
 
