@@ -8,6 +8,7 @@
 //! with its page offset and position, so exceptions are precise without any unwinding.
 
 mod alu;
+mod atomic;
 mod flow;
 mod fp;
 mod mem;
@@ -143,6 +144,9 @@ pub(super) fn translate_block(
         if fp::translated(insn.op) {
             e.fp(insn, &fallback[next_fallback], at, op.idx);
             next_fallback += 2;
+        } else if atomic::translated(insn.op) {
+            e.amo(insn, &fallback[next_fallback], at, op.idx);
+            next_fallback += 2;
         } else if translated_inline(insn) {
             e.instruction(insn, at, op.idx);
         } else {
@@ -163,13 +167,13 @@ pub(super) fn translate_block(
 }
 
 /// Instructions whose interpreter handler the code may call: those not translated inline,
-/// and F/D ones, whose inline forms fall back to it.
+/// and the F/D ones and AMOs, whose inline forms fall back to it.
 fn needs_handler(insn: &Insn) -> bool {
-    !translated_inline(insn) || fp::translated(insn.op)
+    !translated_inline(insn) || fp::translated(insn.op) || atomic::translated(insn.op)
 }
 
-/// Integer instructions the emitter translates itself (`fp.rs` has the F/D ones); the rest
-/// run through their interpreter handler.
+/// Integer instructions the emitter translates itself (`fp.rs` has the F/D ones,
+/// `atomic.rs` the AMOs); the rest run through their interpreter handler.
 fn translated_inline(insn: &Insn) -> bool {
     use Opcode::*;
     insn.op.flags() & flag::FP == 0
