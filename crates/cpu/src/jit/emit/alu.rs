@@ -8,7 +8,7 @@ use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
 use super::layout::BLOCK_VPC;
 use super::Emitter;
 use crate::insn::{Insn, Opcode};
-use crate::jit::regs::{self, RAX, RCX, RDX};
+use crate::jit::regs::{RAX, RCX, RDX};
 
 /// Two-operand x86 operations `d = d op s`.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -118,7 +118,7 @@ impl Emitter<'_> {
 
     fn bin(&mut self, op: Bin, rd: u8, rs1: u8, rs2: u8, word: bool) {
         let d = self.dst(rd);
-        if regs::host(rs2) == Some(d) && rs1 != rs2 {
+        if self.host(rs2) == Some(d) && rs1 != rs2 {
             // rd is rs2: computing into it would overwrite the second operand.
             if op != Bin::Sub {
                 let a = self.src(rs1, RCX);

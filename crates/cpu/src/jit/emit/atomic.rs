@@ -15,7 +15,7 @@ use super::layout::off_x;
 use super::{Emitter, Stub};
 use crate::insn::{Insn, Opcode};
 use crate::interp::op::Op;
-use crate::jit::regs::{self, RAX, RCX};
+use crate::jit::regs::{RAX, RCX};
 
 /// The AMOs this module translates inline.
 pub(super) fn translated(op: Opcode) -> bool {
@@ -129,7 +129,7 @@ impl Emitter<'_> {
         }
         dynasm!(self.a ; .arch x64 ; retry:);
         // rcx = rs2, then rcx = old op rcx.
-        match regs::host(rs2) {
+        match self.host(rs2) {
             _ if rs2 == 0 => dynasm!(self.a ; .arch x64 ; xor ecx, ecx),
             Some(h) => dynasm!(self.a ; .arch x64 ; mov rcx, Rq(h)),
             None => dynasm!(self.a ; .arch x64 ; mov rcx, [rbx + off_x(rs2)]),

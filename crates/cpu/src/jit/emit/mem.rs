@@ -13,7 +13,7 @@ use dynasmrt::{dynasm, DynamicLabel, DynasmApi, DynasmLabelApi};
 use super::layout::{JIT_PAGE_FLAGS, JIT_RAM_HOST, JIT_TLB};
 use super::{Emitter, Stub};
 use crate::insn::{Insn, Opcode};
-use crate::jit::regs::{self, RAX, RCX, RDX};
+use crate::jit::regs::{RAX, RCX, RDX};
 use crate::tlb::{FastEntry, TLB_SIZE};
 
 const TLB_READ: i32 = std::mem::offset_of!(FastEntry, read) as i32;
@@ -45,7 +45,7 @@ impl Emitter<'_> {
     /// rax = rs1 + imm, the access's virtual address.
     pub(super) fn address(&mut self, insn: &Insn) {
         let imm = insn.imm as i32;
-        match (insn.rs1, regs::host(insn.rs1)) {
+        match (insn.rs1, self.host(insn.rs1)) {
             (0, _) => dynasm!(self.a ; .arch x64 ; mov rax, imm),
             (_, Some(h)) => dynasm!(self.a ; .arch x64 ; lea rax, [Rq(h) + imm]),
             (x, None) => {
@@ -142,12 +142,15 @@ impl Emitter<'_> {
         }
         let size_index = size.trailing_zeros() as usize;
         let thunk = if store { self.shared.store } else { self.shared.load }[size_index];
+        self.leave_swaps();
         self.call_thunk(thunk);
         if store {
             dynasm!(self.a ; .arch x64 ; test eax, eax ; jz =>stop);
+            self.resume_swaps();
         } else {
             // `Loaded` comes back in rax (value) and rdx (ok).
             dynasm!(self.a ; .arch x64 ; test rdx, rdx ; jz =>stop);
+            self.resume_swaps();
             let d = self.dst(insn.rd);
             match (size, signed) {
                 (1, true) => dynasm!(self.a ; .arch x64 ; movsx Rq(d), al),

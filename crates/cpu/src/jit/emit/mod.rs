@@ -100,6 +100,11 @@ pub(super) struct Emitter<'a> {
     fs_dirty: bool,
     /// The host has FMA3 (fused multiply-add with one rounding).
     fma: bool,
+    /// Guest registers that borrow, for this block, the host register of a mapped guest
+    /// register the block does not use: (guest, lender, host register). See `swaps`.
+    swaps: Vec<(u8, u8, u8)>,
+    /// Whether the code being emitted runs with the swaps in place.
+    swapped: bool,
 }
 
 /// Translates a block: its ops (without the interpreter's trailing `continue_at`), the page
@@ -135,8 +140,11 @@ pub(super) fn translate_block(
         fs_checked: false,
         fs_dirty: false,
         fma: std::arch::is_x86_feature_detected!("fma"),
+        swaps: choose_swaps(&insns),
+        swapped: false,
     };
     e.service_check(page_off);
+    e.enter_swaps();
     let mut next_fallback = 0;
     let mut ended = false;
     for (op, insn) in ops.iter().zip(&insns) {
@@ -164,6 +172,39 @@ pub(super) fn translate_block(
     e.emit_stubs();
     let bytes = e.a.finalize().ok()?;
     Some((bytes, fallback))
+}
+
+/// Which unmapped guest registers get a host register for the block: each one used at
+/// least `MIN_SWAP_USES` times (more where the block calls handlers, which cost a store and
+/// a load per swap each) borrows the host register of a mapped guest register the block
+/// never names, the most used first.
+fn choose_swaps(insns: &[Insn]) -> Vec<(u8, u8, u8)> {
+    const MIN_SWAP_USES: u32 = 3;
+    let mut uses = [0u32; 32];
+    let mut calls = 0;
+    for insn in insns {
+        let flags = insn.op.flags();
+        if flags & flag::FD == 0 {
+            uses[insn.rd as usize] += 1;
+        }
+        if flags & flag::F1 == 0 {
+            uses[insn.rs1 as usize] += 1;
+        }
+        if flags & flag::F2 == 0 {
+            uses[insn.rs2 as usize] += 1;
+        }
+        if !translated_inline(insn) && !fp::translated(insn.op) && !atomic::translated(insn.op) {
+            calls += 1;
+        }
+    }
+    uses[0] = 0;
+    let mut lenders: Vec<(u8, u8)> =
+        regs::MAPPED.iter().copied().filter(|&(g, _)| uses[g as usize] == 0).collect();
+    let mut wanted: Vec<u8> = (1..32u8)
+        .filter(|&x| regs::host(x).is_none() && uses[x as usize] >= MIN_SWAP_USES + 2 * calls)
+        .collect();
+    wanted.sort_by_key(|&x| std::cmp::Reverse(uses[x as usize]));
+    wanted.into_iter().filter_map(|x| lenders.pop().map(|(g, h)| (x, g, h))).collect()
 }
 
 /// Instructions whose interpreter handler the code may call: those not translated inline,
@@ -228,10 +269,64 @@ impl Emitter<'_> {
         self.stubs.push(Stub::Service { label, page_off });
     }
 
-    /// The block ran to its end: count its instructions (flags untouched).
+    /// The block ran to its end: give borrowed host registers back and count its
+    /// instructions (flags untouched).
     fn count_block(&mut self) {
+        self.leave_swaps();
         let n = self.insns as i32;
         dynasm!(self.a ; .arch x64 ; lea r15, [r15 + n]);
+    }
+
+    /// At block entry: the lenders' values go to the hart, the borrowers' come in.
+    fn enter_swaps(&mut self) {
+        for &(x, lender, h) in &self.swaps {
+            dynasm!(self.a
+                ; .arch x64
+                ; mov [rbx + off_x(lender)], Rq(h)
+                ; mov Rq(h), [rbx + off_x(x)]
+            );
+        }
+        self.swapped = !self.swaps.is_empty();
+    }
+
+    /// Before leaving the block or calling a thunk (which sees the static mapping): the
+    /// borrowers' values go to the hart, the lenders' come back.
+    fn leave_swaps(&mut self) {
+        if !self.swapped {
+            return;
+        }
+        for &(x, lender, h) in &self.swaps {
+            dynasm!(self.a
+                ; .arch x64
+                ; mov [rbx + off_x(x)], Rq(h)
+                ; mov Rq(h), [rbx + off_x(lender)]
+            );
+        }
+        self.swapped = false;
+    }
+
+    /// After a thunk returned (the lenders' values are still in the hart): the borrowers'
+    /// values, which the helper may have changed, come back.
+    fn resume_swaps(&mut self) {
+        for &(x, _, h) in &self.swaps {
+            dynasm!(self.a ; .arch x64 ; mov Rq(h), [rbx + off_x(x)]);
+        }
+        self.swapped = !self.swaps.is_empty();
+    }
+
+    /// The host register holding guest register `x` at this point of the code, if any.
+    fn host(&self, x: u8) -> Option<u8> {
+        if self.swapped {
+            for &(g, lender, h) in &self.swaps {
+                if g == x {
+                    return Some(h);
+                }
+                if lender == x {
+                    return None;
+                }
+            }
+        }
+        regs::host(x)
     }
 
     /// The host register holding guest register `x`: its own, or `scratch` loaded from the
@@ -241,7 +336,7 @@ impl Emitter<'_> {
             dynasm!(self.a ; .arch x64 ; xor Rd(scratch), Rd(scratch));
             return scratch;
         }
-        match regs::host(x) {
+        match self.host(x) {
             Some(h) => h,
             None => {
                 dynasm!(self.a ; .arch x64 ; mov Rq(scratch), [rbx + off_x(x)]);
@@ -253,12 +348,12 @@ impl Emitter<'_> {
     /// Where to compute a value for guest register `x`: its host register, or rax (then
     /// [`Emitter::commit`] stores it).
     fn dst(&self, x: u8) -> u8 {
-        regs::host(x).unwrap_or(RAX)
+        self.host(x).unwrap_or(RAX)
     }
 
     /// Stores a value computed in `r` to guest register `x` if it lives in the hart.
     fn commit(&mut self, x: u8, r: u8) {
-        if x != 0 && regs::host(x).is_none() {
+        if x != 0 && self.host(x).is_none() {
             dynasm!(self.a ; .arch x64 ; mov [rbx + off_x(x)], Rq(r));
         }
     }
@@ -298,7 +393,7 @@ impl Emitter<'_> {
 
     /// An instruction run by its interpreter handler ([`helpers::run_op`]).
     fn fallback(&mut self, insn: &Insn, op: &Op, page_off: u16, idx: u8) {
-        self.call_handler(op, page_off, idx);
+        self.call_handler(op, page_off, idx, !insn.ends_block());
         // A CSR write may have changed FS: the next F/D instruction checks it again.
         self.fs_checked = false;
         self.fs_dirty = false;
@@ -311,11 +406,16 @@ impl Emitter<'_> {
 
     /// Calls `op`'s handler, exiting if the instruction did not complete. The handler may
     /// read and write any guest register and `instret`, so all of them go through the hart.
-    fn call_handler(&mut self, op: *const Op, page_off: u16, idx: u8) {
+    /// `resume`: the block goes on after it (else it exits, the swaps undone).
+    fn call_handler(&mut self, op: *const Op, page_off: u16, idx: u8, resume: bool) {
         let stop = self.stop_label(page_off, idx);
         dynasm!(self.a ; .arch x64 ; mov rax, QWORD op as i64);
+        self.leave_swaps();
         self.call_thunk(self.shared.run_op);
         dynasm!(self.a ; .arch x64 ; test eax, eax ; jz =>stop);
+        if resume {
+            self.resume_swaps();
+        }
     }
 
     /// FENCE: x86 keeps every order RVWMO's FENCE asks for except a store before a later
@@ -330,6 +430,10 @@ impl Emitter<'_> {
     fn emit_stubs(&mut self) {
         // Stubs may add stubs (a slow path's exit): emit until none is left.
         while let Some(stub) = self.stubs.pop() {
+            // Slow paths and fallbacks are entered from the block's body, with the swaps in
+            // place; the exits are entered with them undone.
+            self.swapped = matches!(stub, Stub::Memory { .. } | Stub::Fallback { .. })
+                && !self.swaps.is_empty();
             match stub {
                 Stub::Service { label, page_off } => {
                     dynasm!(self.a ; .arch x64 ; =>label);
@@ -356,7 +460,7 @@ impl Emitter<'_> {
                 }
                 Stub::Fallback { label, resume, op, page_off, idx } => {
                     dynasm!(self.a ; .arch x64 ; =>label);
-                    self.call_handler(op, page_off, idx);
+                    self.call_handler(op, page_off, idx, true);
                     dynasm!(self.a ; .arch x64 ; jmp =>resume);
                 }
             }
