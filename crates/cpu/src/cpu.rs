@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::block::{BlockCache, Lookup};
 use crate::consts::cause;
-use crate::hart::{Hart, Stop, SLICE};
+use crate::hart::{Hart, Stop, NATIVE_SLICE, SLICE};
 use crate::jit::{Jit, JitConfig, JitError, JitExit, Untranslated};
 use crate::stats::SbiExtension;
 
@@ -56,12 +56,21 @@ pub struct Cpu {
     pending_chain: Option<(usize, u64, u32)>,
     /// Blocks left to run before [`Cpu::step`] returns.
     steps: u64,
+    /// Instructions between two service checks.
+    slice: u64,
 }
 
 impl Cpu {
     /// A CPU that interprets (see [`Cpu::with_accel`]).
     pub fn new(hart: Hart) -> Cpu {
-        Cpu { hart, cache: BlockCache::new(), jit: None, pending_chain: None, steps: u64::MAX }
+        Cpu {
+            hart,
+            cache: BlockCache::new(),
+            jit: None,
+            pending_chain: None,
+            steps: u64::MAX,
+            slice: SLICE,
+        }
     }
 
     /// A CPU running its guest code with `accel`.
@@ -69,8 +78,16 @@ impl Cpu {
         let mut cpu = Cpu::new(hart);
         if let Accel::Jit(config) = accel {
             cpu.jit = Some(Jit::new(config.clone())?);
+            cpu.slice = NATIVE_SLICE;
         }
         Ok(cpu)
+    }
+
+    /// Sets the instructions between two service checks (where interrupts are taken), so
+    /// that tests can run two engines in lockstep.
+    #[doc(hidden)]
+    pub fn set_time_slice(&mut self, instructions: u64) {
+        self.slice = instructions.max(1);
     }
 
     /// The engine this CPU runs guest code with.
@@ -316,11 +333,11 @@ impl Cpu {
         }
     }
 
-    /// The work done between blocks every [`SLICE`] instructions, or sooner when an
-    /// instruction asked for it (`Hart::request_service`).
+    /// The work done between blocks every [`SLICE`] instructions ([`NATIVE_SLICE`] with the
+    /// translator), or sooner when an instruction asked for it (`Hart::request_service`).
     fn service(&mut self) -> Option<Exit> {
         let hart = &mut self.hart;
-        hart.deadline = hart.instret.wrapping_add(SLICE);
+        hart.deadline = hart.instret.wrapping_add(self.slice);
         // Between two blocks: no store of this hart is in flight.
         hart.ram_writer.quiescent();
         hart.maybe_publish_stats();

@@ -120,6 +120,8 @@ impl Machine {
         });
         let hart = Hart::new(0, ram.clone(), bus.clone(), signals);
         let mut cpu = Cpu::with_accel(hart, accel).unwrap();
+        // Both engines take interrupts at the same instruction counts.
+        cpu.set_time_slice(4096);
         cpu.reset(RAM, Privilege::Machine, false);
         Machine { cpu, ram, bus }
     }
