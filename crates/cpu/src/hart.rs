@@ -49,6 +49,39 @@ pub(crate) enum Stop {
     Retired,
 }
 
+/// An LR reservation as translated code reads and writes it (`repr(C)`): the physical
+/// address, [`LrReservation::NO_ADDRESS`] when none is held, and the value LR loaded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LrReservation {
+    pub addr: u64,
+    pub value: u64,
+}
+
+impl LrReservation {
+    /// Never a RAM address (RAM ends below 2^56).
+    pub const NO_ADDRESS: u64 = u64::MAX;
+    pub const NONE: LrReservation = LrReservation { addr: Self::NO_ADDRESS, value: 0 };
+
+    pub fn get(&self) -> Option<(u64, u64)> {
+        (self.addr != Self::NO_ADDRESS).then_some((self.addr, self.value))
+    }
+
+    pub fn set(&mut self, held: Option<(u64, u64)>) {
+        *self = match held {
+            Some((addr, value)) => LrReservation { addr, value },
+            None => Self::NONE,
+        };
+    }
+
+    /// The reservation, dropped (SC's "the reservation is invalidated", §14.2).
+    pub fn take(&mut self) -> Option<(u64, u64)> {
+        let held = self.get();
+        *self = Self::NONE;
+        held
+    }
+}
+
 /// Control and status registers that hold plain state. Registers computed on the fly (time,
 /// counters, the `s*` views of `m*` registers) live in `csr.rs`.
 #[derive(Clone, Debug, Default)]
@@ -131,7 +164,7 @@ pub struct Hart {
     /// Where the block stopped: the op's offset and position (see `op::stopped`).
     pub(crate) stop_at: (u16, u8),
     /// LR reservation: guest-physical address and the value LR saw (SC compares against it).
-    pub(crate) reservation: Option<(u64, u64)>,
+    pub(crate) reservation: LrReservation,
     /// Position of the executing instruction in its block, set by instructions that read or
     /// write the counters (the block adds its count to `instret` when it ends).
     pub(crate) insn_in_block: u64,
@@ -191,6 +224,7 @@ impl Hart {
                 patch: 0,
                 page_flags: ram.page_flags().as_ptr() as usize,
                 ram_host: ram.host_base(),
+                ram_base: ram.base(),
             },
             data_mode: MODE_M as u8,
             tlb: Tlb::new(),
@@ -198,7 +232,7 @@ impl Hart {
             csr: Csrs::default(),
             stop: Stop::None,
             stop_at: (0, 0),
-            reservation: None,
+            reservation: LrReservation::NONE,
             insn_in_block: 0,
             page_flags: ram.page_flags(),
             ram_host: ram.host_base(),
@@ -245,7 +279,7 @@ impl Hart {
         self.pc = pc;
         self.prv = prv;
         self.stop = Stop::None;
-        self.reservation = None;
+        self.reservation = LrReservation::NONE;
         self.instret_offset = self.instret_offset.wrapping_add(self.instret);
         self.instret = 0;
         self.tlb.flush_all();

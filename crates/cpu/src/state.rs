@@ -146,7 +146,7 @@ impl Hart {
                 mcycle: self.instret.wrapping_add(c.cycle_delta),
                 minstret: self.instret,
             },
-            reservation: self.reservation.map(|(addr, value)| Reservation { addr, value }),
+            reservation: self.reservation.get().map(|(addr, value)| Reservation { addr, value }),
         }
     }
 
@@ -197,7 +197,7 @@ impl Hart {
         self.instret = s.minstret;
         self.published_at = s.minstret;
         self.insn_in_block = 0;
-        self.reservation = state.reservation.map(|r| (r.addr, r.value));
+        self.reservation.set(state.reservation.map(|r| (r.addr, r.value)));
         self.stop = Default::default();
         self.stop_at = (0, 0);
         self.tlb.flush_all();

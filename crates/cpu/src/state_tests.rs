@@ -253,7 +253,7 @@ fn every_csr_survives_a_round_trip_through_json() {
     }
     h.set_pc(RAM + 0x44);
     h.prv = Privilege::Supervisor;
-    h.reservation = Some((RAM + 0x80, 42));
+    h.reservation.set(Some((RAM + 0x80, 42)));
     h.set_max_paging_mode(SATP_SV48);
     let saved = h.save_state();
     h.prv = Privilege::Machine; // to read every CSR
@@ -274,7 +274,7 @@ fn every_csr_survives_a_round_trip_through_json() {
     assert_eq!(f.save_state(), saved);
     assert_eq!(f.pc(), RAM + 0x44);
     assert_eq!(f.privilege(), Privilege::Supervisor);
-    assert_eq!(f.reservation, Some((RAM + 0x80, 42)));
+    assert_eq!(f.reservation.get(), Some((RAM + 0x80, 42)));
     assert_eq!(f.max_satp_mode, SATP_SV48);
     f.prv = Privilege::Machine;
     assert_eq!(read_all(f), before);

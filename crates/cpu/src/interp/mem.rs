@@ -166,7 +166,7 @@ macro_rules! lr_sc {
                     }
                 };
             let v = h.ram.$atomic(paddr).expect("checked").load(Ordering::SeqCst);
-            h.reservation = Some((paddr, v as u64));
+            h.reservation.set(Some((paddr, v as u64)));
             let sext: fn($t) -> u64 = $sext;
             h.set_rd(op, sext(v));
             next(h, op)

@@ -100,6 +100,9 @@ pub(crate) struct JitCtx {
     /// `page_flags` as a raw pointer, and guest RAM's host base (see `mmu::fast_store`).
     pub page_flags: usize,
     pub ram_host: usize,
+    /// Guest RAM's physical base: with `ram_host`, turns a host address into a physical one
+    /// (LR/SC reservations hold physical addresses).
+    pub ram_base: u64,
 }
 
 /// Why native code returned to the run loop.

@@ -3,26 +3,33 @@
 //! logical and min/max forms. A locked instruction orders all memory around it on x86,
 //! which covers any aq/rl bits.
 //!
+//! LR and SC keep the interpreter's reservation (physical address and value seen, in the
+//! hart): SC succeeds only if it names the reserved address and a `lock cmpxchg` finds the
+//! value LR saw, and always drops the reservation (§14.2).
+//!
 //! Only the plain case runs inline: a naturally aligned address whose page the TLB maps
-//! writable with a zero flags byte (no code on it, dirty tracking has seen it). Anything
-//! else (misaligned addresses trap, TLB misses, code pages, devices) runs the interpreter's
-//! handler, which does the same atomically and tells whoever must know. LR/SC always run
-//! the handler.
+//! (writable with a zero flags byte for writes: no code on it, dirty tracking has seen it).
+//! Anything else (misaligned addresses trap, TLB misses, code pages, devices) runs the
+//! interpreter's handler, which does the same atomically and tells whoever must know.
 
 use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
 
-use super::layout::off_x;
+use super::layout::{off_x, JIT_RAM_BASE, JIT_RAM_HOST, RESERVATION_ADDR, RESERVATION_VALUE};
 use super::{Emitter, Stub};
+use crate::hart::LrReservation;
 use crate::insn::{Insn, Opcode};
 use crate::interp::op::Op;
 use crate::jit::regs::{RAX, RCX};
 
-/// The AMOs this module translates inline.
+/// The AMOs and LR/SC this module translates inline.
 pub(super) fn translated(op: Opcode) -> bool {
     use Opcode::*;
     matches!(
         op,
-        AmoswapW
+        LrW | LrD
+            | ScW
+            | ScD
+            | AmoswapW
             | AmoaddW
             | AmoxorW
             | AmoandW
@@ -78,6 +85,9 @@ fn kind(op: Opcode) -> (Kind, bool) {
 
 impl Emitter<'_> {
     pub(super) fn amo(&mut self, insn: &Insn, op: &Op, page_off: u16, idx: u8) {
+        if matches!(insn.op, Opcode::LrW | Opcode::LrD | Opcode::ScW | Opcode::ScD) {
+            return self.lr_sc(insn, op, page_off, idx);
+        }
         let (kind, word) = kind(insn.op);
         let size: u8 = if word { 4 } else { 8 };
         let soft = self.a.new_dynamic_label();
@@ -113,6 +123,86 @@ impl Emitter<'_> {
                 self.mov(d, RCX);
             }
             self.commit(insn.rd, d);
+        }
+        dynasm!(self.a ; .arch x64 ; =>resume);
+    }
+
+    fn lr_sc(&mut self, insn: &Insn, op: &Op, page_off: u16, idx: u8) {
+        use Opcode::*;
+        let word = matches!(insn.op, LrW | ScW);
+        let lr = matches!(insn.op, LrW | LrD);
+        let size: u8 = if word { 4 } else { 8 };
+        let soft = self.a.new_dynamic_label();
+        let resume = self.a.new_dynamic_label();
+        self.stubs.push(Stub::Fallback { label: soft, resume, op, page_off, idx });
+        if self.config.force_slow_memory {
+            dynasm!(self.a ; .arch x64 ; jmp =>soft ; =>resume);
+            return;
+        }
+        let a = self.src(insn.rs1, RAX);
+        self.mov(RAX, a);
+        dynasm!(self.a ; .arch x64 ; test al, (size - 1) as i8 ; jnz =>soft);
+        self.tlb_fast_path(size, !lr, soft);
+        // rdx: the host address; rcx: the physical one.
+        dynasm!(self.a
+            ; .arch x64
+            ; mov rdx, rax
+            ; mov rcx, rax
+            ; sub rcx, [rbx + JIT_RAM_HOST]
+            ; add rcx, [rbx + JIT_RAM_BASE]
+        );
+        if lr {
+            // The reservation keeps the value zero-extended, as the handler does.
+            if word {
+                dynasm!(self.a ; .arch x64 ; mov eax, [rdx]);
+            } else {
+                dynasm!(self.a ; .arch x64 ; mov rax, [rdx]);
+            }
+            dynasm!(self.a
+                ; .arch x64
+                ; mov [rbx + RESERVATION_ADDR], rcx
+                ; mov [rbx + RESERVATION_VALUE], rax
+            );
+            if insn.rd != 0 {
+                let d = self.dst(insn.rd);
+                if word {
+                    dynasm!(self.a ; .arch x64 ; movsxd Rq(d), eax);
+                } else {
+                    self.mov(d, RAX);
+                }
+                self.commit(insn.rd, d);
+            }
+        } else {
+            // Whatever happens, the reservation is gone after SC.
+            let no_reservation = LrReservation::NO_ADDRESS as i64 as i32;
+            dynasm!(self.a
+                ; .arch x64
+                ; cmp rcx, [rbx + RESERVATION_ADDR]
+                ; mov QWORD [rbx + RESERVATION_ADDR], no_reservation
+                ; jne >failed
+                ; mov rax, [rbx + RESERVATION_VALUE]
+            );
+            let v = self.src(insn.rs2, RCX);
+            self.mov(RCX, v);
+            if word {
+                dynasm!(self.a ; .arch x64 ; lock cmpxchg [rdx], ecx);
+            } else {
+                dynasm!(self.a ; .arch x64 ; lock cmpxchg [rdx], rcx);
+            }
+            dynasm!(self.a
+                ; .arch x64
+                ; jne >failed
+                ; xor eax, eax
+                ; jmp >done
+                ; failed:
+                ; mov eax, 1
+                ; done:
+            );
+            if insn.rd != 0 {
+                let d = self.dst(insn.rd);
+                self.mov(d, RAX);
+                self.commit(insn.rd, d);
+            }
         }
         dynasm!(self.a ; .arch x64 ; =>resume);
     }

@@ -26,7 +26,7 @@ use crate::interp::op::Op;
 pub(crate) mod layout {
     use std::mem::offset_of;
 
-    use crate::hart::{Csrs, Hart};
+    use crate::hart::{Csrs, Hart, LrReservation};
     use crate::jit::JitCtx;
 
     const fn off(o: usize) -> i32 {
@@ -52,6 +52,10 @@ pub(crate) mod layout {
     pub const JIT_PATCH: i32 = off(JIT + offset_of!(JitCtx, patch));
     pub const JIT_PAGE_FLAGS: i32 = off(JIT + offset_of!(JitCtx, page_flags));
     pub const JIT_RAM_HOST: i32 = off(JIT + offset_of!(JitCtx, ram_host));
+    pub const JIT_RAM_BASE: i32 = off(JIT + offset_of!(JitCtx, ram_base));
+    const RESERVATION: usize = offset_of!(Hart, reservation);
+    pub const RESERVATION_ADDR: i32 = off(RESERVATION + offset_of!(LrReservation, addr));
+    pub const RESERVATION_VALUE: i32 = off(RESERVATION + offset_of!(LrReservation, value));
 
     /// Where guest register `x` lives in the hart.
     pub const fn off_x(x: u8) -> i32 {
