@@ -83,7 +83,11 @@ const CPU_SCRIPT: &str = "read a b </proc/uptime; dd if=/dev/zero bs=1M count=64
 pub fn bench(cmd: BenchCommand) -> Result<ExitCode> {
     let image = image::default_image()?;
     which(QEMU).with_context(|| {
-        format!("{QEMU} is needed for the side-by-side figures: install Debian's qemu-system-misc")
+        format!(
+            "{QEMU} is needed for the side-by-side figures: install Debian's qemu-system-misc \
+             (QEMU 10.0 on Debian 12: enable bookworm-backports, then \
+             apt-get install -t bookworm-backports qemu-system-misc)"
+        )
     })?;
     let (runs, vcpus, args, measure): (usize, u32, Vec<String>, Measure) = match cmd {
         BenchCommand::Boot { runs, vcpus } => {

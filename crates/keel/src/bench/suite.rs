@@ -277,30 +277,32 @@ pub fn bench_suite(image: &GuestImage, runs: usize, only: &[String]) -> Result<E
     }
 
     println!();
+    // Columns at least as wide as their labels (with two spaces between).
+    let width = engines.iter().map(|e| e.label.len() + "/qemu".len() + 2).max().unwrap_or(13);
     print!("{:<10}", "median s");
     for e in &engines {
-        print!("{:>13}", e.label);
+        print!("{:>width$}", e.label);
     }
     for e in &engines[..qemu] {
-        print!("{:>13}", format!("{}/qemu", e.label));
+        print!("{:>width$}", format!("{}/qemu", e.label));
     }
     println!();
     let mut ratios = vec![Vec::new(); qemu];
     for (p, m) in programs.iter().zip(&medians) {
         print!("{:<10}", p.name);
         for t in m {
-            print!("{t:>13.3}");
+            print!("{t:>width$.3}");
         }
         for (k, r) in ratios.iter_mut().enumerate() {
             let ratio = m[k] / m[qemu];
             r.push(ratio);
-            print!("{ratio:>13.2}");
+            print!("{ratio:>width$.2}");
         }
         println!();
     }
-    print!("{:<10}{}", "geomean", " ".repeat(13 * engines.len()));
+    print!("{:<10}{}", "geomean", " ".repeat(width * engines.len()));
     for r in &ratios {
-        print!("{:>13.2}", geometric_mean(r));
+        print!("{:>width$.2}", geometric_mean(r));
     }
     println!();
     println!("checksums: every run of each program printed the same under every engine");
